@@ -1,0 +1,295 @@
+"""Loading and validating ``config.json`` and ``.env``.
+
+Every process reads the same file, so this module is the single place that knows
+ClusterCockpit's key names (``main``, ``metric-store``, ``archive``, ``auth``,
+``clusters``, ``metrics``) and our few additions (``metric-store.ingest-addr``,
+``metric-store.ingest-workers``).  Relative paths are resolved against the
+directory that holds ``config.json`` so that the processes do not depend on the
+working directory they were started from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+DEFAULT_WEB_ADDR = "127.0.0.1:8080"
+DEFAULT_INGEST_ADDR = "127.0.0.1:8082"
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or has a wrong value (message names it)."""
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h|d)")
+
+
+def parse_duration(text: str | int | float, *, what: str = "duration") -> float:
+    """Parse a Go-style duration (``"48h"``, ``"1h30m"``, ``"500ms"``) into seconds.
+
+    A bare number is taken as seconds, as several ClusterCockpit keys allow that.
+    """
+    if isinstance(text, bool):
+        raise ConfigError(f"{what}: expected a duration like '48h', got {text!r}")
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip()
+    if s in ("0", ""):
+        return 0.0
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or pos == 0:
+        raise ConfigError(f"{what}: cannot parse duration {text!r} (use e.g. '48h', '90m', '30s')")
+    return total
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Read a ``.env`` file (KEY="value" lines, # comments) without touching os.environ."""
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for lineno, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError(f"{path}:{lineno}: expected KEY=value, got {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How the metric store keeps one metric: its timestep and how scopes combine."""
+
+    frequency: int
+    aggregation: str | None  # "sum", "avg" or None (no cross-scope aggregation)
+
+
+@dataclass
+class MetricStoreConfig:
+    retention: int = 48 * 3600
+    memory_cap_gb: float = 100.0
+    checkpoint_dir: Path = Path("var/checkpoints")
+    checkpoint_format: str = "wal"
+    checkpoint_interval: int = 12 * 3600
+    max_wal_size: int = 0
+    cleanup_mode: str = "delete"
+    cleanup_dir: Path | None = None
+    num_workers: int = 0
+    ingest_addr: str = DEFAULT_INGEST_ADDR
+    ingest_workers: int = 0
+    max_body_bytes: int = 256 * 1024 * 1024
+    nats_subscriptions: list[dict[str, Any]] = field(default_factory=list)
+
+    def effective_ingest_workers(self) -> int:
+        return self.ingest_workers if self.ingest_workers > 0 else (os.cpu_count() or 1)
+
+
+@dataclass
+class Config:
+    """The parsed configuration shared by all processes."""
+
+    path: Path
+    base_dir: Path
+    raw: dict[str, Any]
+    env: dict[str, str]
+    web_addr: str
+    var_dir: Path
+    run_dir: Path
+    log_dir: Path
+    archive_path: Path
+    db_path: Path
+    api_allowed_ips: list[str]
+    jwt_max_age: int
+    session_max_age: int
+    metric_store: MetricStoreConfig
+    metrics: dict[str, MetricSpec]
+    cluster_settings: dict[str, dict[str, Any]]
+
+    @property
+    def main(self) -> dict[str, Any]:
+        return self.raw.get("main", {})
+
+    def secret(self, name: str) -> str | None:
+        """A secret from the environment, falling back to ``.env`` (environment wins, as in cc-backend)."""
+        return os.environ.get(name) or self.env.get(name) or None
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"config key '{name}' must be an object, got {type(value).__name__}")
+    return value
+
+
+def _int(d: dict[str, Any], key: str, default: int, where: str, minimum: int = 0) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+        raise ConfigError(f"config key '{where}.{key}' must be an integer, got {v!r}")
+    if v < minimum:
+        raise ConfigError(f"config key '{where}.{key}' must be >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def parse_metric_spec(name: str, spec: Any, where: str) -> MetricSpec:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}.{name}: expected an object with 'frequency' and 'aggregation'")
+    freq = spec.get("frequency", spec.get("timestep"))
+    if isinstance(freq, bool) or not isinstance(freq, (int, float)) or freq <= 0 or int(freq) != freq:
+        raise ConfigError(f"{where}.{name}.frequency: expected a positive integer (seconds), got {freq!r}")
+    agg = spec.get("aggregation")
+    if agg not in (None, "sum", "avg"):
+        raise ConfigError(f"{where}.{name}.aggregation: expected 'sum', 'avg' or null, got {agg!r}")
+    return MetricSpec(int(freq), agg)
+
+
+def _parse_metric_store(d: dict[str, Any], base: Path) -> MetricStoreConfig:
+    w = "metric-store"
+    ms = MetricStoreConfig()
+    ms.retention = int(parse_duration(d.get("retention-in-memory", "48h"), what=f"{w}.retention-in-memory"))
+    if ms.retention <= 0:
+        raise ConfigError(f"{w}.retention-in-memory must be positive")
+    cap = d.get("memory-cap", 100)
+    if isinstance(cap, bool) or not isinstance(cap, (int, float)) or cap < 0:
+        raise ConfigError(f"{w}.memory-cap: expected a number of GB >= 0, got {cap!r}")
+    ms.memory_cap_gb = float(cap)
+    cp = d.get("checkpoints") or {}
+    if not isinstance(cp, dict):
+        raise ConfigError(f"{w}.checkpoints must be an object")
+    ms.checkpoint_dir = _resolve(base, cp.get("directory", "./var/checkpoints"))
+    ms.checkpoint_format = cp.get("file-format", "wal")
+    if ms.checkpoint_format not in ("wal", "json"):
+        raise ConfigError(f"{w}.checkpoints.file-format: expected 'wal' or 'json', got {ms.checkpoint_format!r}")
+    ms.max_wal_size = _int(cp, "max-wal-size", 0, f"{w}.checkpoints")
+    ms.checkpoint_interval = int(
+        parse_duration(d.get("checkpoint-interval", cp.get("interval", "12h")), what=f"{w}.checkpoint-interval")
+    )
+    cl = d.get("cleanup") or {}
+    if not isinstance(cl, dict):
+        raise ConfigError(f"{w}.cleanup must be an object")
+    ms.cleanup_mode = cl.get("mode", "delete")
+    if ms.cleanup_mode not in ("delete", "archive"):
+        raise ConfigError(f"{w}.cleanup.mode: expected 'delete' or 'archive', got {ms.cleanup_mode!r}")
+    if ms.cleanup_mode == "archive":
+        if not cl.get("directory"):
+            raise ConfigError(f"{w}.cleanup.directory is required when cleanup.mode is 'archive'")
+        ms.cleanup_dir = _resolve(base, cl["directory"])
+    ms.num_workers = _int(d, "num-workers", 0, w)
+    ms.ingest_addr = str(d.get("ingest-addr", DEFAULT_INGEST_ADDR))
+    _split_addr(ms.ingest_addr, f"{w}.ingest-addr")
+    ms.ingest_workers = _int(d, "ingest-workers", 0, w)
+    ms.max_body_bytes = _int(d, "max-body-bytes", ms.max_body_bytes, w, minimum=1024)
+    subs = d.get("nats-subscriptions") or []
+    if not isinstance(subs, list):
+        raise ConfigError(f"{w}.nats-subscriptions must be a list")
+    ms.nats_subscriptions = subs
+    return ms
+
+
+def _resolve(base: Path, p: str | os.PathLike[str]) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _split_addr(addr: str, where: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{where}: expected HOST:PORT, got {addr!r}")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"`` -> ``("127.0.0.1", 8080)``; an empty host means all interfaces."""
+    return _split_addr(addr, "address")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate ``config.json`` (and the ``.env`` beside it)."""
+    cfg_path = Path(path).resolve()
+    try:
+        raw = orjson.loads(cfg_path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(f"{cfg_path}: configuration file not found (create one with 'cc-supervise init')") from None
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(f"{cfg_path}: invalid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{cfg_path}: top level must be a JSON object")
+    base = cfg_path.parent
+    main = _section(raw, "main")
+    archive = _section(raw, "archive")
+    auth = _section(raw, "auth")
+    jwts = auth.get("jwts") or main.get("jwts") or {}
+    kind = archive.get("kind", "file")
+    if kind != "file":
+        raise ConfigError(f"archive.kind: only 'file' is supported, got {kind!r}")
+    var_dir = _resolve(base, "var")
+    ms = _parse_metric_store(_section(raw, "metric-store"), base)
+    metrics: dict[str, MetricSpec] = {}
+    for name, spec in _section(raw, "metrics").items():
+        metrics[name] = parse_metric_spec(name, spec, "metrics")
+    clusters = raw.get("clusters") or []
+    if not isinstance(clusters, list):
+        raise ConfigError("config key 'clusters' must be a list of {name, filterRanges}")
+    cluster_settings: dict[str, dict[str, Any]] = {}
+    for i, c in enumerate(clusters):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            raise ConfigError(f"clusters[{i}]: expected an object with a 'name'")
+        cluster_settings[c["name"]] = c
+    web_addr = str(main.get("addr", DEFAULT_WEB_ADDR))
+    _split_addr(web_addr, "main.addr")
+    allowed = main.get("api-allowed-ips", ["*"])
+    if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
+        raise ConfigError("main.api-allowed-ips must be a list of strings")
+    session_age = main.get("session-max-age", auth.get("session-max-age", "168h"))
+    return Config(
+        path=cfg_path,
+        base_dir=base,
+        raw=raw,
+        env=parse_env_file(base / ".env"),
+        web_addr=web_addr,
+        var_dir=var_dir,
+        run_dir=var_dir / "run",
+        log_dir=var_dir / "log",
+        archive_path=_resolve(base, archive.get("path", "./var/job-archive")),
+        db_path=_resolve(base, main.get("db", "./var/job.db")),
+        api_allowed_ips=allowed,
+        jwt_max_age=int(parse_duration(jwts.get("max-age", "0"), what="auth.jwts.max-age")),
+        session_max_age=int(parse_duration(session_age or "0", what="main.session-max-age")),
+        metric_store=ms,
+        metrics=metrics,
+        cluster_settings=cluster_settings,
+    )

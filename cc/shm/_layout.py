@@ -1,0 +1,144 @@
+"""Sizes and offsets of every shared-memory segment.
+
+The layout is a pure function of (retention, set of metric frequencies, memory cap).
+The supervisor computes it, writes it into the header segment, and every other
+process reads it back from the header, so no child needs the configuration to find
+its way around the memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+MAGIC = 0x4343_5348_4D31  # "CCSHM1"
+VERSION = 1
+
+# -- header (int64 words) ---------------------------------------------------
+H_MAGIC = 0
+H_VERSION = 1
+H_CREATED = 2
+H_REG_COUNT = 3  # committed registry entries (published last)
+H_BLOB_USED = 4
+H_REG_CAP = 5
+H_BLOB_CAP = 6
+H_NPOOLS = 7
+H_HASH = 8
+H_ALLOC_BYTES = 9  # bytes of data rows currently handed out (memory-cap accounting)
+H_MEMCAP_BYTES = 10
+H_RETENTION = 11
+H_BOOT = 12  # incremented each time the supervisor (re)attaches
+H_POOLS = 64  # POOL_WORDS words per pool
+POOL_WORDS = 8
+P_FREQ, P_CAP, P_ROWS_CAP, P_NEXT_ROW, P_FREE_TOP = range(5)
+MAX_POOLS = 64
+H_COUNTERS = 1024
+COUNTER_SLOTS = 128
+COUNTERS_PER_SLOT = 32
+H_PROCS = H_COUNTERS + COUNTER_SLOTS * COUNTERS_PER_SLOT
+PROC_WORDS = 8
+PR_PID, PR_ACTIVE, PR_STARTED, PR_REQUESTS = range(4)
+HEADER_WORDS = H_PROCS + COUNTER_SLOTS * PROC_WORDS
+
+# Counter names, one column per name in every process slot.  Owners add to their
+# own slot only, so the counters need no lock; readers sum the slots.
+COUNTERS = (
+    "requests",
+    "lines",
+    "points_written",
+    "malformed_lines",
+    "unknown_metric",
+    "too_old",
+    "too_far_future",
+    "invalid_name",
+    "not_a_metric",
+    "memory_cap_rejected",
+    "series_registered",
+    "bytes_received",
+    "auth_failures",
+    "series_released",
+)
+COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
+
+# -- registry entry ----------------------------------------------------------
+ENTRY_DTYPE = np.dtype(
+    [
+        ("key_off", "<i8"),
+        ("row", "<i8"),
+        ("gen", "<i8"),
+        ("key_len", "<i4"),
+        ("pool", "<i2"),
+        ("flags", "<i2"),
+    ]
+)
+FLAG_RELEASED = 1
+
+# -- pool row metadata (int64 words per row) -----------------------------------
+META_WORDS = 4
+M_LAST, M_SEQ, M_GEN, M_SID = range(4)
+
+# Lock bytes in the lock segment (OFD record locks).
+LOCK_REGISTRY = 0
+LOCK_POOL_BASE = 1
+
+MAX_REGISTRY = 1 << 25
+KEY_BYTES_PER_ENTRY = 96
+
+
+@dataclass(frozen=True)
+class PoolLayout:
+    frequency: int
+    capacity: int  # slots per row = ceil(retention / frequency)
+    rows_cap: int
+
+    @property
+    def row_bytes(self) -> int:
+        return self.capacity * 8
+
+
+@dataclass(frozen=True)
+class Layout:
+    retention: int
+    memory_cap_bytes: int
+    pools: tuple[PoolLayout, ...]
+    registry_capacity: int
+    blob_capacity: int
+
+    @classmethod
+    def compute(cls, retention: int, frequencies: list[int], memory_cap_gb: float) -> Layout:
+        """Size the segments.  Segments are sparse: only rows in use occupy RAM."""
+        if retention <= 0:
+            raise ValueError("retention must be positive")
+        freqs = sorted({int(f) for f in frequencies if f > 0}) or [60]
+        if len(freqs) > MAX_POOLS:
+            raise ValueError(f"at most {MAX_POOLS} distinct metric frequencies are supported")
+        cap_bytes = int(memory_cap_gb * 1e9) if memory_cap_gb > 0 else physical_memory()
+        pools = []
+        for f in freqs:
+            capacity = max(2, math.ceil(retention / f))
+            rows = max(1024, cap_bytes // (capacity * 8))
+            pools.append(PoolLayout(f, capacity, int(rows)))
+        reg = int(min(MAX_REGISTRY, max(4096, sum(p.rows_cap for p in pools))))
+        return cls(retention, cap_bytes, tuple(pools), reg, reg * KEY_BYTES_PER_ENTRY)
+
+    def fingerprint(self) -> int:
+        text = repr((VERSION, self.retention, self.memory_cap_bytes, self.pools, self.registry_capacity,
+                     self.blob_capacity))
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
+
+    def pool_index(self, frequency: int) -> int:
+        for i, p in enumerate(self.pools):
+            if p.frequency == frequency:
+                return i
+        raise KeyError(frequency)
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 16 << 30

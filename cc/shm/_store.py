@@ -1,0 +1,742 @@
+"""The shared metric store: a series registry and one ring buffer per series.
+
+Concurrency protocol (see also ``cc/shm/README.md``):
+
+* **Registry.**  Entries are appended under the registry lock and published by
+  storing the new entry count last (one aligned 8-byte store).  Readers only look
+  at entries below the count they read, so they never see a half-registered series.
+  Entries are never rewritten, except for the ``released`` flag.
+* **Rows.**  Each series owns one row of a pool (one pool per frequency).  Row
+  metadata holds ``last`` (newest bin), ``seq`` (a seqlock) and ``gen`` (bumped
+  when the row is released, so stale registry entries stop matching).
+* **Writers** take the pool lock, make ``seq`` odd, update values and ``last``,
+  then make ``seq`` even.  Values are aligned float64 stores, so no slot is ever
+  torn.  A writer killed mid-update leaves ``seq`` odd; the next writer or a reader
+  that finds the pool lock free repairs it.
+* **Readers** take no lock: they read ``seq``, copy the data, read ``seq`` again and
+  retry rows whose ``seq`` changed or was odd.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from cc.shm import _layout as L
+from cc.shm._locks import LockSet
+from cc.shm._segments import Segment, segment_exists, segment_name, unlink_all
+
+MAX_FUTURE_SECONDS = 600
+REJECT_MEMCAP = -3
+REJECT_REGISTRY_FULL = -4
+REJECT_UNKNOWN_FREQUENCY = -5
+
+
+class SeriesKey(NamedTuple):
+    """One series: (cluster, host, metric, scope type, type id, sub type, sub type id)."""
+
+    cluster: str
+    host: str
+    metric: str
+    type: str = "node"
+    type_id: str = ""
+    stype: str = ""
+    stype_id: str = ""
+
+    def encode(self) -> bytes:
+        return "\x1f".join(self).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SeriesKey:
+        return cls(*raw.decode().split("\x1f"))
+
+
+class LayoutMismatch(RuntimeError):
+    pass
+
+
+@dataclass
+class WriteStats:
+    written: int = 0
+    too_old: int = 0
+    too_far_future: int = 0
+    rejected: int = 0
+    remapped: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class ReadResult:
+    """Values of several series of one pool over a common bin range.
+
+    ``values[i, j]`` is series ``i`` at bin ``start_bin + j`` (NaN where empty).
+    ``last[i]`` is the newest bin the series holds (-1 if none / released).
+    """
+
+    values: np.ndarray
+    start_bin: int
+    frequency: int
+    last: np.ndarray
+    alive: np.ndarray
+
+    @property
+    def start(self) -> int:
+        return self.start_bin * self.frequency
+
+    @property
+    def end(self) -> int:
+        return (self.start_bin + self.values.shape[1]) * self.frequency
+
+
+class _Pool:
+    def __init__(self, index: int, layout: L.PoolLayout, data: Segment, meta: Segment, free: Segment):
+        self.index = index
+        self.layout = layout
+        self.frequency = layout.frequency
+        self.cap = layout.capacity
+        self.segments = (data, meta, free)
+        self.data = data.array(np.float64, (layout.rows_cap, layout.capacity))
+        self.flat = self.data.reshape(-1)
+        self.meta = meta.array(np.int64, (layout.rows_cap, L.META_WORDS))
+        self.free = free.array(np.int64, (layout.rows_cap,))
+
+    def drop_views(self) -> None:
+        del self.data, self.flat, self.meta, self.free
+
+
+class Store:
+    """A process's view of the shared store.  Create with :meth:`create` (supervisor) or :meth:`attach`."""
+
+    def __init__(self, instance: str, hdr: Segment, reg: Segment, blob: Segment, locks: Segment,
+                 pools: list[_Pool]):
+        self.instance = instance
+        self._segments = [hdr, reg, blob, locks]
+        self.hdr = hdr.array(np.int64, (L.HEADER_WORDS,))
+        self.reg = reg.array(L.ENTRY_DTYPE, (int(self.hdr[L.H_REG_CAP]),))
+        self.blob = blob.array(np.uint8, (int(self.hdr[L.H_BLOB_CAP]),))
+        self._reg_row = self.reg["row"]
+        self._reg_gen = self.reg["gen"]
+        self._reg_pool = self.reg["pool"]
+        self._reg_flags = self.reg["flags"]
+        assert locks.fd is not None
+        self.locks = LockSet(locks.fd)
+        self.pools = pools
+        self.retention = int(self.hdr[L.H_RETENTION])
+        self.counters = self.hdr[L.H_COUNTERS:L.H_PROCS].reshape(L.COUNTER_SLOTS, L.COUNTERS_PER_SLOT)
+        self.procs = self.hdr[L.H_PROCS:L.HEADER_WORDS].reshape(L.COUNTER_SLOTS, L.PROC_WORDS)
+        self._pool_by_freq = {p.frequency: p.index for p in pools}
+        self._known = 0
+        self._index_lock = threading.Lock()
+        self._by_key: dict[SeriesKey, int] = {}
+        self._by_host: dict[tuple[str, str], dict[str, list[int]]] = {}
+        self._hosts: dict[str, set[str]] = {}
+
+    # -- creation / attachment ------------------------------------------------
+
+    @classmethod
+    def create(cls, instance: str, layout: L.Layout) -> tuple[Store, bool]:
+        """Attach to the segments of ``instance`` if they match ``layout``, else (re)create them.
+
+        Returns the store and whether it was freshly created (False = data survived).
+        """
+        hname = segment_name(instance, "hdr")
+        if segment_exists(hname):
+            try:
+                store = cls.attach(instance)
+            except (LayoutMismatch, ValueError, OSError):
+                store = None
+            if store is not None:
+                if int(store.hdr[L.H_HASH]) == layout.fingerprint():
+                    store.hdr[L.H_BOOT] += 1
+                    return store, False
+                store.close()
+            unlink_all(instance)
+        else:
+            unlink_all(instance)
+        hdr = Segment(hname, L.HEADER_WORDS * 8, create=True)
+        h = hdr.array(np.int64, (L.HEADER_WORDS,))
+        h[L.H_VERSION] = L.VERSION
+        h[L.H_CREATED] = int(time.time())
+        h[L.H_REG_CAP] = layout.registry_capacity
+        h[L.H_BLOB_CAP] = layout.blob_capacity
+        h[L.H_NPOOLS] = len(layout.pools)
+        h[L.H_HASH] = layout.fingerprint()
+        h[L.H_MEMCAP_BYTES] = layout.memory_cap_bytes
+        h[L.H_RETENTION] = layout.retention
+        for i, p in enumerate(layout.pools):
+            base = L.H_POOLS + i * L.POOL_WORDS
+            h[base + L.P_FREQ] = p.frequency
+            h[base + L.P_CAP] = p.capacity
+            h[base + L.P_ROWS_CAP] = p.rows_cap
+        segs = [
+            Segment(segment_name(instance, "reg"), layout.registry_capacity * L.ENTRY_DTYPE.itemsize, create=True),
+            Segment(segment_name(instance, "keys"), layout.blob_capacity, create=True),
+            Segment(segment_name(instance, "locks"), 4096, create=True),
+        ]
+        for i, p in enumerate(layout.pools):
+            segs.append(Segment(segment_name(instance, f"p{i}-data"), p.rows_cap * p.row_bytes, create=True))
+            meta = Segment(segment_name(instance, f"p{i}-meta"), p.rows_cap * L.META_WORDS * 8, create=True)
+            segs.append(meta)
+            segs.append(Segment(segment_name(instance, f"p{i}-free"), p.rows_cap * 8, create=True))
+        for s in segs:
+            s.close()
+        h[L.H_MAGIC] = L.MAGIC  # written last: the store is complete
+        del h
+        hdr.close()
+        return cls.attach(instance), True
+
+    @classmethod
+    def attach(cls, instance: str) -> Store:
+        hdr = Segment(segment_name(instance, "hdr"), L.HEADER_WORDS * 8, create=False)
+        h = hdr.array(np.int64, (L.HEADER_WORDS,))
+        if int(h[L.H_MAGIC]) != L.MAGIC or int(h[L.H_VERSION]) != L.VERSION:
+            del h
+            hdr.close()
+            raise LayoutMismatch(f"shared memory of instance {instance} is incomplete or of another version")
+        reg_cap, blob_cap, npools = int(h[L.H_REG_CAP]), int(h[L.H_BLOB_CAP]), int(h[L.H_NPOOLS])
+        pool_layouts = []
+        for i in range(npools):
+            base = L.H_POOLS + i * L.POOL_WORDS
+            pool_layouts.append(L.PoolLayout(int(h[base + L.P_FREQ]), int(h[base + L.P_CAP]),
+                                             int(h[base + L.P_ROWS_CAP])))
+        del h
+        reg = Segment(segment_name(instance, "reg"), reg_cap * L.ENTRY_DTYPE.itemsize, create=False)
+        blob = Segment(segment_name(instance, "keys"), blob_cap, create=False)
+        locks = Segment(segment_name(instance, "locks"), 4096, create=False, keep_fd=True)
+        pools = []
+        for i, pl in enumerate(pool_layouts):
+            pools.append(_Pool(
+                i, pl,
+                Segment(segment_name(instance, f"p{i}-data"), pl.rows_cap * pl.row_bytes, create=False),
+                Segment(segment_name(instance, f"p{i}-meta"), pl.rows_cap * L.META_WORDS * 8, create=False),
+                Segment(segment_name(instance, f"p{i}-free"), pl.rows_cap * 8, create=False),
+            ))
+        return cls(instance, hdr, reg, blob, locks, pools)
+
+    def close(self) -> None:
+        """Drop every view and unmap (the segments stay; only the supervisor unlinks)."""
+        for p in self.pools:
+            p.drop_views()
+        del self.hdr, self.reg, self.blob, self._reg_row, self._reg_gen, self._reg_pool, self._reg_flags
+        del self.counters, self.procs
+        for p in self.pools:
+            for s in p.segments:
+                s.close()
+        for s in self._segments:
+            s.close()
+        self.pools = []
+
+    # -- registry ---------------------------------------------------------------
+
+    @property
+    def frequencies(self) -> list[int]:
+        return [p.frequency for p in self.pools]
+
+    def pool_for_frequency(self, frequency: int) -> int | None:
+        return self._pool_by_freq.get(frequency)
+
+    def sync(self) -> int:
+        """Index registry entries published since the last call; returns the entry count."""
+        count = int(self.hdr[L.H_REG_COUNT])
+        if count == self._known:
+            return count
+        with self._index_lock:
+            for sid in range(self._known, count):
+                e = self.reg[sid]
+                off, n = int(e["key_off"]), int(e["key_len"])
+                key = SeriesKey.decode(self.blob[off:off + n].tobytes())
+                self._by_key[key] = sid
+                self._by_host.setdefault((key.cluster, key.host), {}).setdefault(key.metric, []).append(sid)
+                self._hosts.setdefault(key.cluster, set()).add(key.host)
+            self._known = max(self._known, count)
+        return count
+
+    def key_of(self, sid: int) -> SeriesKey:
+        e = self.reg[sid]
+        off, n = int(e["key_off"]), int(e["key_len"])
+        return SeriesKey.decode(self.blob[off:off + n].tobytes())
+
+    def is_alive(self, sid: int) -> bool:
+        if self._reg_flags[sid] & L.FLAG_RELEASED:
+            return False
+        pool = self.pools[int(self._reg_pool[sid])]
+        return int(pool.meta[int(self._reg_row[sid]), L.M_GEN]) == int(self._reg_gen[sid])
+
+    def lookup(self, key: SeriesKey) -> int | None:
+        self.sync()
+        sid = self._by_key.get(key)
+        if sid is None or not self.is_alive(sid):
+            return None
+        return sid
+
+    def clusters(self) -> list[str]:
+        self.sync()
+        return sorted(self._hosts)
+
+    def hosts(self, cluster: str) -> list[str]:
+        self.sync()
+        return sorted(self._hosts.get(cluster, ()))
+
+    def series_of_host(self, cluster: str, host: str) -> dict[str, list[int]]:
+        """metric -> live series ids of one host."""
+        self.sync()
+        out: dict[str, list[int]] = {}
+        for metric, sids in self._by_host.get((cluster, host), {}).items():
+            live = [s for s in sids if self.is_alive(s)]
+            if live:
+                out[metric] = live
+        return out
+
+    def frequency_of(self, sid: int) -> int:
+        return self.pools[int(self._reg_pool[sid])].frequency
+
+    def resolve(self, keys: list[SeriesKey], frequencies: list[int], counter_slot: int | None = None) -> np.ndarray:
+        """Series ids for ``keys``, registering the missing ones (negative = rejected, see REJECT_*)."""
+        out = np.empty(len(keys), dtype=np.int64)
+        self.sync()
+        missing = []
+        for i, key in enumerate(keys):
+            sid = self._by_key.get(key)
+            if sid is not None and self.is_alive(sid):
+                out[i] = sid
+            else:
+                missing.append(i)
+        if not missing:
+            return out
+        with self.locks.hold(L.LOCK_REGISTRY):
+            self.sync()
+            todo: dict[SeriesKey, list[int]] = {}
+            for i in missing:
+                key = keys[i]
+                sid = self._by_key.get(key)
+                if sid is not None and self.is_alive(sid):
+                    out[i] = sid
+                else:
+                    todo.setdefault(key, []).append(i)
+            if todo:
+                new = self._register_locked(list(todo), [frequencies[idx[0]] for idx in todo.values()])
+                for sid, idx in zip(new.tolist(), todo.values(), strict=True):
+                    out[idx] = sid
+                self.sync()
+                registered = int((new >= 0).sum())
+                if counter_slot is not None and registered:
+                    self.counters[counter_slot, L.COUNTER_INDEX["series_registered"]] += registered
+        return out
+
+    def _register_locked(self, keys: list[SeriesKey], frequencies: list[int]) -> np.ndarray:
+        """Append registry entries for new keys (registry lock held); one pass per pool."""
+        out = np.full(len(keys), REJECT_UNKNOWN_FREQUENCY, dtype=np.int64)
+        by_pool: dict[int, list[int]] = {}
+        for i, f in enumerate(frequencies):
+            p = self._pool_by_freq.get(f)
+            if p is not None:
+                by_pool.setdefault(p, []).append(i)
+        count = int(self.hdr[L.H_REG_COUNT])
+        off = int(self.hdr[L.H_BLOB_USED])
+        alloc = int(self.hdr[L.H_ALLOC_BYTES])
+        memcap = int(self.hdr[L.H_MEMCAP_BYTES])
+        room = _shm_free_bytes()
+        for p, idxs in by_pool.items():
+            pool = self.pools[p]
+            pbase = L.H_POOLS + p * L.POOL_WORDS
+            row_bytes = pool.cap * 8
+            free_top = int(self.hdr[pbase + L.P_FREE_TOP])
+            next_row = int(self.hdr[pbase + L.P_NEXT_ROW])
+            rows: list[int] = []
+            taken: list[int] = []
+            for i in idxs:
+                if count + len(taken) >= len(self.reg):
+                    out[i] = REJECT_REGISTRY_FULL
+                    continue
+                if alloc + row_bytes > memcap or room < row_bytes:
+                    out[i] = REJECT_MEMCAP
+                    continue
+                if free_top > 0:
+                    free_top -= 1
+                    rows.append(int(pool.free[free_top]))
+                elif next_row < pool.layout.rows_cap:
+                    rows.append(next_row)
+                    next_row += 1
+                else:
+                    out[i] = REJECT_MEMCAP
+                    continue
+                alloc += row_bytes
+                room -= row_bytes
+                taken.append(i)
+            if not taken:
+                continue
+            encoded = [keys[i].encode() for i in taken]
+            lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            if off + int(lens.sum()) > len(self.blob):
+                for i in taken:
+                    out[i] = REJECT_REGISTRY_FULL
+                continue
+            self.hdr[pbase + L.P_FREE_TOP] = free_top
+            self.hdr[pbase + L.P_NEXT_ROW] = next_row
+            r = np.asarray(rows, dtype=np.int64)
+            new_sids = count + np.arange(len(taken))
+            with self.locks.hold(L.LOCK_POOL_BASE + p):
+                meta = pool.meta
+                meta[r, L.M_SEQ] |= 1
+                pool.data[r] = np.nan
+                meta[r, L.M_LAST] = -1
+                meta[r, L.M_SID] = new_sids
+                gens = meta[r, L.M_GEN]
+                meta[r, L.M_SEQ] += 1
+            offs = off + np.concatenate(([0], np.cumsum(lens)[:-1]))
+            self.blob[off:off + int(lens.sum())] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+            ent = self.reg[count:count + len(taken)]
+            ent["key_off"] = offs
+            ent["row"] = r
+            ent["gen"] = gens
+            ent["key_len"] = lens
+            ent["pool"] = p
+            ent["flags"] = 0
+            del ent
+            off += int(lens.sum())
+            count += len(taken)
+            self.hdr[L.H_ALLOC_BYTES] = alloc
+            self.hdr[L.H_BLOB_USED] = off
+            self.hdr[L.H_REG_COUNT] = count  # publish: readers may now see these entries
+            out[taken] = new_sids
+        return out
+
+    def release(self, sids: list[int] | np.ndarray, counter_slot: int | None = None) -> int:
+        """Free the rows of ``sids`` (their data is gone; the keys may register again later)."""
+        n = 0
+        with self.locks.hold(L.LOCK_REGISTRY):
+            by_pool: dict[int, list[int]] = {}
+            for sid in np.asarray(sids, dtype=np.int64).tolist():
+                if not self._reg_flags[sid] & L.FLAG_RELEASED:
+                    by_pool.setdefault(int(self._reg_pool[sid]), []).append(sid)
+            for p, plist in by_pool.items():
+                pool = self.pools[p]
+                pbase = L.H_POOLS + p * L.POOL_WORDS
+                with self.locks.hold(L.LOCK_POOL_BASE + p):
+                    for sid in plist:
+                        row = int(self._reg_row[sid])
+                        self._reg_flags[sid] |= L.FLAG_RELEASED
+                        if int(pool.meta[row, L.M_GEN]) != int(self._reg_gen[sid]):
+                            continue
+                        pool.meta[row, L.M_SEQ] |= 1
+                        pool.meta[row, L.M_GEN] += 1
+                        pool.meta[row, L.M_LAST] = -1
+                        pool.meta[row, L.M_SID] = -1
+                        pool.meta[row, L.M_SEQ] += 1
+                        top = int(self.hdr[pbase + L.P_FREE_TOP])
+                        pool.free[top] = row
+                        self.hdr[pbase + L.P_FREE_TOP] = top + 1
+                        self.hdr[L.H_ALLOC_BYTES] -= pool.cap * 8
+                        n += 1
+        if counter_slot is not None and n:
+            self.counters[counter_slot, L.COUNTER_INDEX["series_released"]] += n
+        return n
+
+    # -- writing ----------------------------------------------------------------
+
+    def write(self, sids: np.ndarray, timestamps: np.ndarray, values: np.ndarray, *,
+              now: float | None = None, counter_slot: int | None = None) -> WriteStats:
+        """Store points (timestamps in seconds).  Idempotent: a repeated point overwrites its slot."""
+        stats = WriteStats()
+        sids = np.asarray(sids, dtype=np.int64)
+        ts = np.asarray(timestamps, dtype=np.int64)
+        vals = np.asarray(values, dtype=np.float64)
+        if not len(sids):
+            return stats
+        now = time.time() if now is None else now
+        old = ts < int(now) - self.retention
+        fut = ts > int(now) + MAX_FUTURE_SECONDS
+        stats.too_old = int(old.sum())
+        stats.too_far_future = int(fut.sum())
+        if stats.too_old or stats.too_far_future:
+            keep = ~(old | fut)
+            sids, ts, vals = sids[keep], ts[keep], vals[keep]
+        pools = self._reg_pool[sids]
+        upools = np.unique(pools)
+        for p in upools.tolist():
+            sel = pools == p if len(upools) > 1 else slice(None)
+            written, ring_old, stale = self._write_pool(int(p), sids[sel], ts[sel], vals[sel])
+            stats.written += written
+            stats.too_old += ring_old
+            if len(stale):
+                self._rewrite_stale(stale, sids[sel], ts[sel], vals[sel], stats, now)
+        if counter_slot is not None:
+            c = self.counters[counter_slot]
+            c[L.COUNTER_INDEX["points_written"]] += stats.written
+            c[L.COUNTER_INDEX["too_old"]] += stats.too_old
+            c[L.COUNTER_INDEX["too_far_future"]] += stats.too_far_future
+        return stats
+
+    def _rewrite_stale(self, stale: np.ndarray, sids, ts, vals, stats: WriteStats, now: float) -> None:
+        """Points for series released while a writer still held their id: register again, write once more."""
+        ustale = np.unique(stale).tolist()
+        keys = [self.key_of(s) for s in ustale]
+        freqs = [self.frequency_of(s) for s in ustale]
+        new = self.resolve(keys, freqs)
+        mapping = dict(zip(ustale, new.tolist(), strict=True))
+        stats.remapped.update(mapping)
+        mask = np.isin(sids, stale)
+        nsids = np.array([mapping[s] for s in sids[mask].tolist()], dtype=np.int64)
+        ok = nsids >= 0
+        stats.rejected += int((~ok).sum())
+        if ok.any():
+            p = int(self._reg_pool[nsids[ok][0]])
+            written, ring_old, _ = self._write_pool(p, nsids[ok], ts[mask][ok], vals[mask][ok])
+            stats.written += written
+            stats.too_old += ring_old
+
+    def _write_pool(self, p: int, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray):
+        pool = self.pools[p]
+        cap = pool.cap
+        rows = self._reg_row[sids]
+        gens = self._reg_gen[sids]
+        bins = ts // pool.frequency
+        n = len(rows)
+        order = np.lexsort((np.arange(n), bins, rows))
+        rows, bins, vals, gens, sids = rows[order], bins[order], vals[order], gens[order], sids[order]
+        if n > 1:
+            # A later point for the same slot replaces an earlier one (input order).
+            keep = np.ones(n, dtype=bool)
+            keep[:-1] = (rows[1:] != rows[:-1]) | (bins[1:] != bins[:-1])
+            if not keep.all():
+                rows, bins, vals, gens, sids = rows[keep], bins[keep], vals[keep], gens[keep], sids[keep]
+                n = len(rows)
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        ends = np.r_[starts[1:], n]
+        urows = rows[starts]
+        bmax = bins[ends - 1]
+        stale = np.empty(0, dtype=np.int64)
+        with self.locks.hold(L.LOCK_POOL_BASE + p):
+            meta = pool.meta
+            cur_gen = meta[urows, L.M_GEN]
+            good = cur_gen == gens[starts]
+            if not good.all():
+                stale = sids[np.repeat(~good, ends - starts)]
+                ptkeep = np.repeat(good, ends - starts)
+                rows, bins, vals = rows[ptkeep], bins[ptkeep], vals[ptkeep]
+                lens = (ends - starts)[good]
+                urows, bmax = urows[good], bmax[good]
+                ends = np.cumsum(lens)
+                starts = ends - lens
+            if not len(urows):
+                return 0, 0, stale
+            seq = meta[urows, L.M_SEQ] | 1
+            meta[urows, L.M_SEQ] = seq
+            last = meta[urows, L.M_LAST]
+            new_last = np.maximum(last, bmax)
+            # Clear the slots that the ring reuses between the old and the new newest bin.
+            adv = (new_last > last) & (last >= 0)
+            if adv.any():
+                arows, alast = urows[adv], last[adv]
+                gap = np.minimum(new_last[adv] - alast, cap)
+                full = gap >= cap
+                if full.any():
+                    pool.data[arows[full]] = np.nan
+                part = ~full
+                if part.any():
+                    g, r0, l0 = gap[part], arows[part], alast[part]
+                    total = int(g.sum())
+                    offs = np.arange(total) - np.repeat(np.cumsum(g) - g, g)
+                    cbins = np.repeat(l0 + 1, g) + offs
+                    pool.flat[np.repeat(r0, g) * cap + cbins % cap] = np.nan
+            pt_last = np.repeat(new_last, ends - starts)
+            fits = bins > pt_last - cap
+            if fits.all():
+                pool.flat[rows * cap + bins % cap] = vals
+                written = len(rows)
+            else:
+                pool.flat[rows[fits] * cap + bins[fits] % cap] = vals[fits]
+                written = int(fits.sum())
+            meta[urows, L.M_LAST] = new_last
+            meta[urows, L.M_SEQ] = seq + 1
+        return written, len(rows) - written, stale
+
+    # -- reading ----------------------------------------------------------------
+
+    def read(self, sids: list[int] | np.ndarray, frm: int, to: int) -> ReadResult:
+        """Consistent snapshot of series (all of one frequency) for timestamps in [frm, to).
+
+        The bin range is clipped to where any of the series can hold data, so asking
+        for "everything since 1970" costs no more than asking for the retention window.
+        """
+        sids = np.asarray(sids, dtype=np.int64)
+        if not len(sids):
+            raise ValueError("read() needs at least one series")
+        pidx = self._reg_pool[sids]
+        p = int(pidx[0])
+        if (pidx != p).any():
+            raise ValueError("read() series must share one frequency")
+        pool = self.pools[p]
+        f, cap = pool.frequency, pool.cap
+        rows = self._reg_row[sids]
+        gens = self._reg_gen[sids]
+        lo = frm // f
+        hi = lo + max(0, math.ceil((to - frm) / f)) - 1
+        meta = pool.meta
+        seq1 = meta[rows, L.M_SEQ]
+        last = meta[rows, L.M_LAST]
+        alive = (meta[rows, L.M_GEN] == gens) & (last >= 0) & ((self._reg_flags[sids] & L.FLAG_RELEASED) == 0)
+        if alive.any():
+            lo = max(lo, int(last[alive].min()) - cap + 1)
+            hi = min(hi, int(last[alive].max()))
+        if not alive.any() or hi < lo:
+            return ReadResult(np.empty((len(sids), 0)), max(lo, frm // f), f, np.where(alive, last, -1), alive)
+        width = hi - lo + 1
+        values = self._gather(pool, rows, lo, width)
+        seq2 = meta[rows, L.M_SEQ]
+        bad = np.flatnonzero((seq1 != seq2) | (seq1 & 1))
+        attempts = 0
+        while len(bad):
+            attempts += 1
+            if attempts > 100:
+                self._repair_pool_seq(p)
+            if attempts > 10_000:
+                raise TimeoutError(f"series in pool {p} stayed locked during a read")
+            brows = rows[bad]
+            s1 = meta[brows, L.M_SEQ]
+            last[bad] = meta[brows, L.M_LAST]
+            alive[bad] = (meta[brows, L.M_GEN] == gens[bad]) & (last[bad] >= 0)
+            values[bad] = self._gather(pool, brows, lo, width)
+            s2 = meta[brows, L.M_SEQ]
+            bad = bad[(s1 != s2) | (s1 & 1)]
+            if len(bad):
+                time.sleep(0)
+        if not ((last >= hi).all() and (last - cap < lo).all() and alive.all()):
+            bins = np.arange(lo, hi + 1)
+            valid = (bins[None, :] > (last - cap)[:, None]) & (bins[None, :] <= last[:, None]) & alive[:, None]
+            values[~valid] = np.nan
+        return ReadResult(values, lo, f, np.where(alive, last, -1), alive)
+
+    @staticmethod
+    def _gather(pool: _Pool, rows: np.ndarray, lo: int, width: int) -> np.ndarray:
+        cap = pool.cap
+        s = lo % cap
+        if width <= cap - s:
+            return pool.data[rows, s:s + width]
+        if width <= cap:
+            return np.concatenate((pool.data[rows, s:], pool.data[rows, :width - (cap - s)]), axis=1)
+        return pool.data[rows][:, (lo + np.arange(width)) % cap]
+
+    def last_bins(self, sids: list[int] | np.ndarray) -> np.ndarray:
+        """Newest bin of each series (-1 if empty or released); no seqlock needed for one word."""
+        sids = np.asarray(sids, dtype=np.int64)
+        out = np.full(len(sids), -1, dtype=np.int64)
+        for p in np.unique(self._reg_pool[sids]).tolist():
+            sel = self._reg_pool[sids] == p
+            pool = self.pools[p]
+            rows = self._reg_row[sids[sel]]
+            alive = pool.meta[rows, L.M_GEN] == self._reg_gen[sids[sel]]
+            out[sel] = np.where(alive, pool.meta[rows, L.M_LAST], -1)
+        return out
+
+    # -- maintenance ------------------------------------------------------------
+
+    def _repair_pool_seq(self, p: int) -> int:
+        """If no writer holds the pool lock, odd seqlocks are leftovers of a killed writer: even them."""
+        pool = self.pools[p]
+        pbase = L.H_POOLS + p * L.POOL_WORDS
+        with self.locks.try_hold(L.LOCK_POOL_BASE + p) as held:
+            if not held:
+                return 0
+            used = int(self.hdr[pbase + L.P_NEXT_ROW])
+            seqs = pool.meta[:used, L.M_SEQ]
+            odd = np.flatnonzero(seqs & 1)
+            if len(odd):
+                pool.meta[odd, L.M_SEQ] += 1
+            return len(odd)
+
+    def repair(self) -> dict[str, int]:
+        """Undo what killed processes left behind: odd seqlocks and rows allocated but never published."""
+        fixed_seq = leaked = 0
+        with self.locks.hold(L.LOCK_REGISTRY):
+            count = int(self.hdr[L.H_REG_COUNT])
+            for p, pool in enumerate(self.pools):
+                pbase = L.H_POOLS + p * L.POOL_WORDS
+                with self.locks.hold(L.LOCK_POOL_BASE + p):
+                    used = int(self.hdr[pbase + L.P_NEXT_ROW])
+                    if not used:
+                        continue
+                    seqs = pool.meta[:used, L.M_SEQ]
+                    odd = np.flatnonzero(seqs & 1)
+                    if len(odd):
+                        pool.meta[odd, L.M_SEQ] += 1
+                        fixed_seq += len(odd)
+                    owned = np.zeros(used, dtype=bool)
+                    mine = (self._reg_pool[:count] == p) & ((self._reg_flags[:count] & L.FLAG_RELEASED) == 0)
+                    sids = np.flatnonzero(mine)
+                    r = self._reg_row[sids]
+                    match = pool.meta[r, L.M_GEN] == self._reg_gen[sids]
+                    owned[r[match]] = True
+                    top = int(self.hdr[pbase + L.P_FREE_TOP])
+                    owned[pool.free[:top]] = True
+                    lost = np.flatnonzero(~owned)
+                    for row in lost.tolist():
+                        pool.meta[row, L.M_GEN] += 1
+                        pool.meta[row, L.M_LAST] = -1
+                        pool.meta[row, L.M_SID] = -1
+                        pool.free[top] = row
+                        top += 1
+                    self.hdr[pbase + L.P_FREE_TOP] = top
+                    leaked += len(lost)
+            live_bytes = 0
+            for p, pool in enumerate(self.pools):
+                pbase = L.H_POOLS + p * L.POOL_WORDS
+                live_bytes += (int(self.hdr[pbase + L.P_NEXT_ROW]) - int(self.hdr[pbase + L.P_FREE_TOP])) * pool.cap * 8
+            self.hdr[L.H_ALLOC_BYTES] = live_bytes
+        return {"odd_seq_fixed": fixed_seq, "leaked_rows_reclaimed": leaked}
+
+    def stale_series(self, older_than_bin_age: int | None = None, now: float | None = None) -> list[int]:
+        """Live series whose newest point has aged out of the retention window."""
+        now = time.time() if now is None else now
+        count = self.sync()
+        out: list[int] = []
+        if not count:
+            return out
+        sids = np.arange(count)
+        live = (self._reg_flags[:count] & L.FLAG_RELEASED) == 0
+        for p, pool in enumerate(self.pools):
+            sel = sids[live & (self._reg_pool[:count] == p)]
+            if not len(sel):
+                continue
+            rows = self._reg_row[sel]
+            last = pool.meta[rows, L.M_LAST]
+            ok_gen = pool.meta[rows, L.M_GEN] == self._reg_gen[sel]
+            cutoff = (int(now) - self.retention) // pool.frequency
+            dead = ok_gen & (last < cutoff)
+            out.extend(sel[dead].tolist())
+        return out
+
+    # -- accounting ---------------------------------------------------------------
+
+    def counter_totals(self) -> dict[str, int]:
+        tot = self.counters.sum(axis=0)
+        return {name: int(tot[i]) for i, name in enumerate(L.COUNTERS)}
+
+    def usage(self) -> dict[str, object]:
+        pools = []
+        for p, pool in enumerate(self.pools):
+            pbase = L.H_POOLS + p * L.POOL_WORDS
+            used = int(self.hdr[pbase + L.P_NEXT_ROW]) - int(self.hdr[pbase + L.P_FREE_TOP])
+            pools.append({"frequency": pool.frequency, "slots_per_series": pool.cap, "series": used,
+                          "bytes": used * pool.cap * 8})
+        return {
+            "series_registered": int(self.hdr[L.H_REG_COUNT]),
+            "allocated_bytes": int(self.hdr[L.H_ALLOC_BYTES]),
+            "memory_cap_bytes": int(self.hdr[L.H_MEMCAP_BYTES]),
+            "retention_seconds": self.retention,
+            "pools": pools,
+        }
+
+
+def _shm_free_bytes() -> int:
+    """Room left in /dev/shm minus a safety margin: writing past it would SIGBUS every process."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize - (64 << 20)
