@@ -78,8 +78,8 @@ ENTRY_DTYPE = np.dtype(
 FLAG_RELEASED = 1
 
 # -- pool row metadata (int64 words per row) -----------------------------------
-META_WORDS = 4
-M_LAST, M_SEQ, M_GEN, M_SID = range(4)
+META_WORDS = 6
+M_LAST, M_SEQ, M_GEN, M_SID, M_FIRST = range(5)  # M_FIRST: oldest bin ever written (-1 = none)
 
 # Lock bytes in the lock segment (OFD record locks).
 LOCK_REGISTRY = 0
@@ -92,7 +92,7 @@ KEY_BYTES_PER_ENTRY = 96
 @dataclass(frozen=True)
 class PoolLayout:
     frequency: int
-    capacity: int  # slots per row = ceil(retention / frequency)
+    capacity: int  # slots per row = ceil(retention / frequency) + 1
     rows_cap: int
 
     @property
@@ -119,7 +119,8 @@ class Layout:
         cap_bytes = int(memory_cap_gb * 1e9) if memory_cap_gb > 0 else physical_memory()
         pools = []
         for f in freqs:
-            capacity = max(2, math.ceil(retention / f))
+            # +1 slot: any point inside the retention window fits while the newest bin is "now".
+            capacity = max(2, math.ceil(retention / f) + 1)
             rows = max(1024, cap_bytes // (capacity * 8))
             pools.append(PoolLayout(f, capacity, int(rows)))
         reg = int(min(MAX_REGISTRY, max(4096, sum(p.rows_cap for p in pools))))

@@ -385,6 +385,7 @@ class Store:
                 meta[r, L.M_SEQ] |= 1
                 pool.data[r] = np.nan
                 meta[r, L.M_LAST] = -1
+                meta[r, L.M_FIRST] = -1
                 meta[r, L.M_SID] = new_sids
                 gens = meta[r, L.M_GEN]
                 meta[r, L.M_SEQ] += 1
@@ -426,6 +427,7 @@ class Store:
                         pool.meta[row, L.M_SEQ] |= 1
                         pool.meta[row, L.M_GEN] += 1
                         pool.meta[row, L.M_LAST] = -1
+                        pool.meta[row, L.M_FIRST] = -1
                         pool.meta[row, L.M_SID] = -1
                         pool.meta[row, L.M_SEQ] += 1
                         top = int(self.hdr[pbase + L.P_FREE_TOP])
@@ -436,6 +438,39 @@ class Store:
         if counter_slot is not None and n:
             self.counters[counter_slot, L.COUNTER_INDEX["series_released"]] += n
         return n
+
+    def free(self, sids: list[int] | np.ndarray, to: int, counter_slot: int | None = None) -> tuple[int, int]:
+        """Drop data older than ``to`` (seconds): series with nothing newer are released,
+        others get their older slots emptied.  Returns (series released, slots cleared)."""
+        sids = np.asarray(sids, dtype=np.int64)
+        if not len(sids):
+            return 0, 0
+        last = self.last_bins(sids)
+        freqs = np.array([self.pools[int(p)].frequency for p in self._reg_pool[sids]], dtype=np.int64)
+        to_bins = to // freqs
+        whole = (last >= 0) & (last < to_bins)
+        released = self.release(sids[whole], counter_slot) if whole.any() else 0
+        cleared = 0
+        part = np.flatnonzero((last >= to_bins) & (last >= 0))
+        for p in np.unique(self._reg_pool[sids[part]]).tolist():
+            pool = self.pools[p]
+            sel = part[self._reg_pool[sids[part]] == p]
+            with self.locks.hold(L.LOCK_POOL_BASE + p):
+                for i in sel.tolist():
+                    row = int(self._reg_row[sids[i]])
+                    if int(pool.meta[row, L.M_GEN]) != int(self._reg_gen[sids[i]]):
+                        continue
+                    cur = int(pool.meta[row, L.M_LAST])
+                    lo, hi = cur - pool.cap + 1, int(to_bins[i])  # empty bins [lo, hi)
+                    if hi <= lo:
+                        continue
+                    pool.meta[row, L.M_SEQ] |= 1
+                    cols = np.arange(lo, hi) % pool.cap
+                    cleared += int(np.count_nonzero(~np.isnan(pool.data[row, cols])))
+                    pool.data[row, cols] = np.nan
+                    pool.meta[row, L.M_FIRST] = max(int(pool.meta[row, L.M_FIRST]), hi)
+                    pool.meta[row, L.M_SEQ] += 1
+        return released, cleared
 
     # -- writing ----------------------------------------------------------------
 
@@ -552,6 +587,9 @@ class Store:
             else:
                 pool.flat[rows[fits] * cap + bins[fits] % cap] = vals[fits]
                 written = int(fits.sum())
+            first = meta[urows, L.M_FIRST]
+            bmin = bins[starts]
+            meta[urows, L.M_FIRST] = np.where(first < 0, bmin, np.minimum(first, bmin))
             meta[urows, L.M_LAST] = new_last
             meta[urows, L.M_SEQ] = seq + 1
         return written, len(rows) - written, stale
@@ -580,16 +618,17 @@ class Store:
         meta = pool.meta
         seq1 = meta[rows, L.M_SEQ]
         last = meta[rows, L.M_LAST]
+        first = np.maximum(meta[rows, L.M_FIRST], last - cap + 1)
         alive = (meta[rows, L.M_GEN] == gens) & (last >= 0) & ((self._reg_flags[sids] & L.FLAG_RELEASED) == 0)
         if alive.any():
-            lo = max(lo, int(last[alive].min()) - cap + 1)
+            lo = max(lo, int(first[alive].min()))
             hi = min(hi, int(last[alive].max()))
         if not alive.any() or hi < lo:
             return ReadResult(np.empty((len(sids), 0)), max(lo, frm // f), f, np.where(alive, last, -1), alive)
         width = hi - lo + 1
         values = self._gather(pool, rows, lo, width)
         seq2 = meta[rows, L.M_SEQ]
-        bad = np.flatnonzero((seq1 != seq2) | (seq1 & 1))
+        bad = np.flatnonzero((seq1 != seq2) | ((seq1 & 1) != 0))
         attempts = 0
         while len(bad):
             attempts += 1
@@ -600,15 +639,16 @@ class Store:
             brows = rows[bad]
             s1 = meta[brows, L.M_SEQ]
             last[bad] = meta[brows, L.M_LAST]
+            first[bad] = np.maximum(meta[brows, L.M_FIRST], last[bad] - cap + 1)
             alive[bad] = (meta[brows, L.M_GEN] == gens[bad]) & (last[bad] >= 0)
             values[bad] = self._gather(pool, brows, lo, width)
             s2 = meta[brows, L.M_SEQ]
-            bad = bad[(s1 != s2) | (s1 & 1)]
+            bad = bad[(s1 != s2) | ((s1 & 1) != 0)]
             if len(bad):
                 time.sleep(0)
-        if not ((last >= hi).all() and (last - cap < lo).all() and alive.all()):
+        if not ((last >= hi).all() and (first <= lo).all() and alive.all()):
             bins = np.arange(lo, hi + 1)
-            valid = (bins[None, :] > (last - cap)[:, None]) & (bins[None, :] <= last[:, None]) & alive[:, None]
+            valid = (bins[None, :] >= first[:, None]) & (bins[None, :] <= last[:, None]) & alive[:, None]
             values[~valid] = np.nan
         return ReadResult(values, lo, f, np.where(alive, last, -1), alive)
 
@@ -678,6 +718,7 @@ class Store:
                     for row in lost.tolist():
                         pool.meta[row, L.M_GEN] += 1
                         pool.meta[row, L.M_LAST] = -1
+                        pool.meta[row, L.M_FIRST] = -1
                         pool.meta[row, L.M_SID] = -1
                         pool.free[top] = row
                         top += 1

@@ -1,0 +1,3 @@
+from cc.ingestd.app import main
+
+main()

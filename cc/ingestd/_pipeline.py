@@ -1,0 +1,104 @@
+"""From a request body to points in shared memory: parse, resolve series, write, count."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cc.clusters import MetricCatalog
+from cc.ingestd.lineproto import LineParser
+from cc.shm import COUNTER_INDEX, REJECT_MEMCAP, REJECT_REGISTRY_FULL, Store
+
+MAX_REPORTED_ERRORS = 20
+
+
+@dataclass
+class IngestResult:
+    lines: int = 0
+    written: int = 0
+    too_old: int = 0
+    too_far_future: int = 0
+    unknown_metric: int = 0
+    not_a_metric: int = 0
+    rejected: int = 0
+    malformed: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = {
+            "lines": self.lines,
+            "written": self.written,
+            "too_old": self.too_old,
+            "too_far_future": self.too_far_future,
+            "unknown_metric": self.unknown_metric,
+            "not_a_metric": self.not_a_metric,
+            "rejected": self.rejected,
+            "malformed": self.malformed,
+        }
+        if self.errors:
+            d["errors"] = self.errors
+        return d
+
+
+class Ingestor:
+    """One per ingest process; not thread-safe (the app runs it in one worker thread at a time)."""
+
+    def __init__(self, store: Store, catalog: MetricCatalog, slot: int):
+        self.store = store
+        self.slot = slot
+        self.parser = LineParser(catalog.get, max_errors=MAX_REPORTED_ERRORS)
+        self.kid_sid = np.full(1024, -1, dtype=np.int64)
+        self.counters = store.counters[slot]
+
+    def _count(self, name: str, n: int) -> None:
+        if n:
+            self.counters[COUNTER_INDEX[name]] += n
+
+    def ingest(self, body: bytes, cluster: str | None, precision: str | None = None,
+               now: float | None = None) -> IngestResult:
+        now = time.time() if now is None else now
+        parsed = self.parser.parse(body, cluster, int(now), precision)
+        res = IngestResult(lines=parsed.lines, unknown_metric=parsed.unknown_metric,
+                           not_a_metric=parsed.not_a_metric, malformed=parsed.error_count,
+                           errors=[{"line": e.line, "error": e.reason} for e in parsed.errors])
+        self._count("lines", parsed.lines)
+        self._count("malformed_lines", parsed.error_count)
+        self._count("unknown_metric", parsed.unknown_metric)
+        self._count("invalid_name", parsed.invalid_name)
+        self._count("not_a_metric", parsed.not_a_metric)
+        if not len(parsed.kids):
+            return res
+        nk = self.parser.num_keys
+        if nk > len(self.kid_sid):
+            grown = np.full(max(nk, 2 * len(self.kid_sid)), -1, dtype=np.int64)
+            grown[: len(self.kid_sid)] = self.kid_sid
+            self.kid_sid = grown
+        sids = self.kid_sid[parsed.kids]
+        if (sids < 0).any():
+            missing = np.unique(parsed.kids[sids < 0])
+            keys = [self.parser.key(int(k)) for k in missing]
+            freqs = [self.parser.frequency(int(k)) for k in missing]
+            got = self.store.resolve(keys, freqs, counter_slot=self.slot)
+            # Only successes are cached: a series refused for the memory cap may fit later.
+            self.kid_sid[missing] = np.where(got >= 0, got, -1)
+            sids = self.kid_sid[parsed.kids]
+            if (sids < 0).any():
+                lookup = dict(zip(missing.tolist(), got.tolist(), strict=True))
+                reasons = np.array([lookup.get(int(k), 0) for k in parsed.kids[sids < 0]])
+                self._count("memory_cap_rejected", int(np.isin(reasons, (REJECT_MEMCAP, REJECT_REGISTRY_FULL)).sum()))
+        ok = sids >= 0
+        res.rejected = int((~ok).sum())
+        if ok.all():
+            ws = self.store.write(sids, parsed.ts, parsed.values, now=now, counter_slot=self.slot)
+        else:
+            ws = self.store.write(sids[ok], parsed.ts[ok], parsed.values[ok], now=now, counter_slot=self.slot)
+        if ws.remapped:
+            for old, new in ws.remapped.items():
+                self.kid_sid[self.kid_sid == old] = new if new >= 0 else -1
+        res.written = ws.written
+        res.too_old = ws.too_old
+        res.too_far_future = ws.too_far_future
+        res.rejected += ws.rejected
+        return res

@@ -1,0 +1,143 @@
+"""The ingest worker process: line protocol over HTTP into shared memory.
+
+Several of these share one listening socket (handed over by the supervisor).
+Each request is parsed and written in a worker thread, then acknowledged: an
+acknowledged point is in shared memory, which outlives this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+import trio
+
+from cc import proc
+from cc.clusters import load_catalog
+from cc.ingestd import _http
+from cc.ingestd._http import Request, Response
+from cc.ingestd._pipeline import Ingestor
+from cc.jwtauth import AuthError, TokenVerifier, load_public_key, token_from_headers
+from cc.netacl import IPAllowList
+from cc.shm import COUNTER_INDEX, Store
+from cc.shm._layout import PR_ACTIVE, PR_PID, PR_REQUESTS, PR_STARTED
+
+INGEST_SLOT_BASE = 8
+log = logging.getLogger("ingest")
+
+
+class IngestApp:
+    def __init__(self, store: Store, ingestor: Ingestor, verifier: TokenVerifier | None, allow: IPAllowList,
+                 max_body: int, worker: int, nworkers: int, slot: int):
+        self.store = store
+        self.ingestor = ingestor
+        self.verifier = verifier
+        self.allow = allow
+        self.max_body = max_body
+        self.worker = worker
+        self.slot = slot
+        self.sibling_slots = [INGEST_SLOT_BASE + i for i in range(nworkers) if INGEST_SLOT_BASE + i != slot]
+        self.limiter = trio.CapacityLimiter(1)
+        self.procs = store.procs
+        self.counters = store.counters[slot]
+
+    def load(self) -> tuple[int, int]:
+        mine = int(self.procs[self.slot, PR_ACTIVE])
+        others = [int(self.procs[s, PR_ACTIVE]) for s in self.sibling_slots if self.procs[s, PR_PID]]
+        return mine, (min(others) if others else mine)
+
+    def on_conn(self, delta: int) -> None:
+        self.procs[self.slot, PR_ACTIVE] += delta
+
+    async def handle(self, req: Request) -> Response:
+        self.procs[self.slot, PR_REQUESTS] += 1
+        path = req.path.rstrip("/") or "/"
+        if path == "/api/healthz":
+            return Response.json(200, {"status": "ok", "worker": self.worker, "pid": os.getpid()})
+        if path != "/api/write":
+            return Response.error(404, f"no such endpoint {req.path!r} on the ingest port (POST /api/write)")
+        if req.method not in ("POST", "PUT"):
+            return Response.error(405, f"{req.method} not allowed on /api/write (use POST)")
+        if not self.allow.allows(req.peer):
+            return Response.error(403, f"address {req.peer} is not in main.api-allowed-ips")
+        if self.verifier is not None:
+            token = token_from_headers(req.headers)
+            if not token:
+                self.counters[COUNTER_INDEX["auth_failures"]] += 1
+                return Response.error(401, "missing JWT (send 'Authorization: Bearer <token>' or 'X-Auth-Token')")
+            try:
+                claims = self.verifier.verify(token)
+            except AuthError as e:
+                self.counters[COUNTER_INDEX["auth_failures"]] += 1
+                return Response.error(401, str(e))
+            if "api" not in claims.roles:
+                self.counters[COUNTER_INDEX["auth_failures"]] += 1
+                return Response.error(403, f"token of user {claims.user!r} lacks the 'api' role")
+        precision = req.arg("precision")
+        if precision is not None and precision not in ("s", "ms", "us", "ns"):
+            return Response.error(400, f"precision={precision!r}: expected s, ms, us or ns")
+        self.counters[COUNTER_INDEX["requests"]] += 1
+        self.counters[COUNTER_INDEX["bytes_received"]] += len(req.body)
+        try:
+            result = await trio.to_thread.run_sync(
+                self._ingest, req.body, req.headers.get("content-encoding"), req.arg("cluster"), precision,
+                limiter=self.limiter)
+        except _http.BodyTooLarge as e:
+            return Response.error(413, str(e))
+        except ValueError as e:
+            return Response.error(400 if "truncated" in str(e) else 415, str(e))
+        doc = result.as_dict()
+        if result.malformed:
+            first = result.errors[0] if result.errors else None
+            msg = f"{result.malformed} of {result.lines} lines malformed"
+            if first:
+                msg += f" (line {first['line']}: {first['error']})"
+            return Response.error(400, msg + "; the valid lines were stored", **doc)
+        return Response.json(200, {"status": "ok", **doc})
+
+    def _ingest(self, body: bytes, encoding: str | None, cluster: str | None, precision: str | None):
+        body = _http.decode_body(body, encoding, self.max_body)
+        return self.ingestor.ingest(body, cluster, precision)
+
+    async def main(self, listen_fd: int) -> None:
+        self.procs[self.slot, PR_PID] = os.getpid()
+        self.procs[self.slot, PR_STARTED] = int(time.time())
+        self.procs[self.slot, PR_ACTIVE] = 0
+        sock = socket.socket(fileno=listen_fd)
+        sock.setblocking(False)
+        listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        log.info("ingest worker %d serving on %s", self.worker, sock.getsockname())
+        balancer = _http.AcceptBalancer(self.load) if self.sibling_slots else None
+        try:
+            await _http.serve(listener, self.handle, max_body=self.max_body, balancer=balancer,
+                              on_conn=self.on_conn)
+        finally:
+            self.procs[self.slot, PR_ACTIVE] = 0
+            self.procs[self.slot, PR_PID] = 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = proc.child_args("Ingest worker: accepts ClusterCockpit line protocol on /api/write.",
+                           listen=True, worker=True).parse_args(argv)
+    cfg, instance = proc.load(args)
+    logger = proc.setup_logging(f"ingest-{args.worker}")
+    store = Store.attach(instance)
+    verifier = None
+    if not cfg.main.get("disable-authentication"):
+        pub = cfg.secret("JWT_PUBLIC_KEY")
+        if not pub:
+            logger.error("JWT_PUBLIC_KEY is not set (in .env or the environment); refusing to accept "
+                         "unauthenticated writes. Set it or main.disable-authentication=true.")
+            raise SystemExit(2)
+        verifier = TokenVerifier(load_public_key(pub))
+    app = IngestApp(store, Ingestor(store, load_catalog(cfg), args.slot), verifier,
+                    IPAllowList(cfg.api_allowed_ips), cfg.metric_store.max_body_bytes, args.worker,
+                    cfg.metric_store.effective_ingest_workers(), args.slot)
+
+    async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
+        nursery.start_soon(app.main, args.listen_fd)
+        await shutdown.wait()
+
+    proc.run(run_app, logger)

@@ -1,0 +1,3 @@
+from cc.storeproc.app import main
+
+main()

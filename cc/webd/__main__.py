@@ -1,0 +1,3 @@
+from cc.webd.app import main
+
+main()

@@ -1,0 +1,97 @@
+"""The web process: REST and query APIs (and, later, the UI) served by Quart on Trio.
+
+This module only wires things together; each concern lives in its own module.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import httpx
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve
+from quart import Response
+from quart_trio import QuartTrio
+
+from cc import proc
+from cc.clusters import MetricCatalog, load_clusters
+from cc.jwtauth import TokenVerifier, load_public_key
+from cc.netacl import IPAllowList
+from cc.shm import Store
+from cc.webd import metricstore_api
+from cc.webd.context import WebContext
+from cc.webd.errors import APIError, error_response, json_response
+
+log = logging.getLogger("web")
+
+
+def create_app(ctx: WebContext) -> QuartTrio:
+    app = QuartTrio(__name__)
+    app.config["CC"] = ctx
+    app.config["MAX_CONTENT_LENGTH"] = ctx.cfg.metric_store.max_body_bytes
+    app.register_blueprint(metricstore_api.bp)
+
+    @app.errorhandler(APIError)
+    async def on_api_error(e: APIError) -> Response:
+        return error_response(e.status, e.message)
+
+    @app.errorhandler(404)
+    async def on_404(e) -> Response:
+        return error_response(404, "no such endpoint")
+
+    @app.errorhandler(405)
+    async def on_405(e) -> Response:
+        return error_response(405, "method not allowed on this endpoint")
+
+    @app.route("/api/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.before_serving
+    async def open_clients() -> None:
+        app.config["INGEST_CLIENT"] = httpx.AsyncClient(timeout=60)
+
+    @app.after_serving
+    async def close_clients() -> None:
+        await app.config["INGEST_CLIENT"].aclose()
+
+    return app
+
+
+def build_context(cfg, instance: str, slot: int, ingest_url: str) -> WebContext:
+    store = Store.attach(instance)
+    clusters = load_clusters(cfg.archive_path)
+    verifier = None
+    if not cfg.main.get("disable-authentication"):
+        pub = cfg.secret("JWT_PUBLIC_KEY")
+        if not pub:
+            raise SystemExit("JWT_PUBLIC_KEY is not set (in .env or the environment)")
+        verifier = TokenVerifier(load_public_key(pub))
+    return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=MetricCatalog(clusters, cfg.metrics),
+                      verifier=verifier, allow=IPAllowList(cfg.api_allowed_ips), ingest_url=ingest_url,
+                      slot=slot, query_limiter=trio.CapacityLimiter(4))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = proc.child_args("Web process: REST, query and UI.", listen=True)
+    parser.add_argument("--ingest-url", required=True, help="base URL of the ingest workers")
+    args = parser.parse_args(argv)
+    cfg, instance = proc.load(args)
+    logger = proc.setup_logging("web")
+    ctx = build_context(cfg, instance, args.slot, args.ingest_url)
+    app = create_app(ctx)
+    hc = HyperConfig()
+    hc.bind = [f"fd://{args.listen_fd}"]
+    hc.accesslog = None
+    hc.graceful_timeout = 5
+    hc.keep_alive_timeout = 75
+    sock = socket.socket(fileno=args.listen_fd)
+    logger.info("web serving on %s", sock.getsockname())
+    sock.detach()
+
+    async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
+        await serve(app, hc, shutdown_trigger=shutdown.wait)
+
+    proc.run(run_app, logger)

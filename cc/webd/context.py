@@ -1,0 +1,30 @@
+"""Everything a request handler of the web process may need, built once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import trio
+
+from cc.clusters import Cluster, MetricCatalog
+from cc.config import Config
+from cc.jwtauth import TokenVerifier
+from cc.netacl import IPAllowList
+from cc.shm import Store
+
+
+@dataclass
+class WebContext:
+    cfg: Config
+    store: Store
+    clusters: dict[str, Cluster]
+    catalog: MetricCatalog
+    verifier: TokenVerifier | None
+    allow: IPAllowList
+    ingest_url: str
+    slot: int
+    query_limiter: trio.CapacityLimiter
+
+    @property
+    def store_socket(self):
+        return self.cfg.run_dir / "store.sock"

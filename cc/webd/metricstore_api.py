@@ -1,0 +1,219 @@
+"""cc-metric-store's REST API served from shared memory: query, free, debug, healthcheck, write.
+
+``/api/write`` on the web port is forwarded to the ingest workers so collectors set
+up for cc-backend's built-in store keep working; the ingest port scales better.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+import orjson
+import trio
+from quart import Blueprint, Response, current_app, request
+
+from cc import ipc
+from cc.query import QueryError, execute, parse_request
+from cc.shm import Store
+from cc.webd.auth import api_route
+from cc.webd.errors import APIError, error_response, json_response
+
+log = logging.getLogger("web.metricstore")
+bp = Blueprint("metricstore", __name__)
+
+MAX_MISSING_POINTS = 5  # a series is stale after this many missing timesteps (as cc-metric-store)
+
+
+def _ctx():
+    return current_app.config["CC"]
+
+
+async def _json_body(required: bool = True) -> Any:
+    raw = await request.get_data()
+    if not raw:
+        if required:
+            raise APIError(400, "request body must be a JSON document")
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise APIError(400, f"request body is not valid JSON: {e}") from None
+
+
+@bp.route("/api/query", methods=["GET", "POST"])
+@bp.route("/api/query/", methods=["GET", "POST"])
+@api_route("api")
+async def query() -> Response:
+    ctx = _ctx()
+    try:
+        req = parse_request(await _json_body())
+    except QueryError as e:
+        raise APIError(400, str(e)) from None
+    resampling = ctx.cfg.main.get("resampling") or {}
+    minimum = int(resampling.get("minimum-points", 1000) or 1000)
+    try:
+        result = await trio.to_thread.run_sync(
+            lambda: execute(req, ctx.store, ctx.clusters, ctx.catalog, minimum_points=minimum),
+            limiter=ctx.query_limiter)
+    except QueryError as e:
+        raise APIError(400, str(e)) from None
+    return json_response(result)
+
+
+@bp.route("/api/free", methods=["POST"])
+@bp.route("/api/free/", methods=["POST"])
+@api_route("api")
+async def free() -> Response:
+    ctx = _ctx()
+    raw_to = request.args.get("to")
+    if raw_to is None:
+        raise APIError(400, "'to' is a required query parameter (unix seconds)")
+    try:
+        to = int(raw_to)
+    except ValueError:
+        raise APIError(400, f"to={raw_to!r}: expected unix seconds") from None
+    selectors = await _json_body()
+    if not isinstance(selectors, list) or not all(isinstance(s, list) for s in selectors):
+        raise APIError(400, "body must be a list of selectors, e.g. [[\"cluster\", \"host\"]]")
+    reply = await _store_request({"cmd": "free", "to": to, "selectors": selectors})
+    if not reply.get("ok"):
+        raise APIError(400, reply.get("error", "free failed"))
+    # cc-metric-store answers with a line of text; keep that for scripts that read it.
+    return Response(f"buffers freed: {reply['released']}\n", mimetype="text/plain")
+
+
+async def _store_request(msg: dict[str, Any], attempts: int = 40) -> dict[str, Any]:
+    """Ask the store process; it may be restarting, so retry for a few seconds."""
+    path = _ctx().store_socket
+    last: Exception | None = None
+    for _ in range(attempts):
+        try:
+            return await ipc.request(path, msg, timeout=30)
+        except (ipc.IPCError, OSError, trio.TooSlowError) as e:
+            last = e
+            await trio.sleep(0.1)
+    raise APIError(503, f"store process not reachable: {last}")
+
+
+def _series_info(store: Store, sid: int, now: float) -> dict[str, Any]:
+    key = store.key_of(sid)
+    freq = store.frequency_of(sid)
+    last = int(store.last_bins([sid])[0])
+    name = key.metric
+    scope = "node" if key.type == "node" else key.type + key.type_id
+    if key.stype:
+        scope += ":" + key.stype + key.stype_id
+    info: dict[str, Any] = {"metric": name, "scope": scope, "frequency": freq}
+    if last >= 0:
+        info["last"] = last * freq
+        info["age"] = int(now) - last * freq
+    return info
+
+
+@bp.route("/api/debug", methods=["GET", "POST"])
+@bp.route("/api/debug/", methods=["GET", "POST"])
+@api_route("api")
+async def debug() -> Response:
+    """Counters, memory use, and what the store holds under ``?selector=cluster[:host]``."""
+    ctx = _ctx()
+    store = ctx.store
+    raw = request.args.get("selector", "")
+    sel = [s for s in raw.split(":") if s] if raw else []
+    now = time.time()
+    doc: dict[str, Any] = {"counters": store.counter_totals(), "store": store.usage()}
+    if not sel:
+        doc["clusters"] = {c: {"hosts": len(store.hosts(c))} for c in store.clusters()}
+        return json_response(doc)
+    cluster = sel[0]
+    if cluster not in store.clusters():
+        raise APIError(404, f"cluster {cluster!r} has no data in the metric store")
+    hosts = [sel[1]] if len(sel) > 1 else store.hosts(cluster)
+    tree: dict[str, Any] = {}
+    for host in hosts:
+        series = store.series_of_host(cluster, host)
+        if not series and len(sel) > 1:
+            raise APIError(404, f"host {host!r} of cluster {cluster!r} has no data in the metric store")
+        tree[host] = {m: [_series_info(store, s, now) for s in sids] for m, sids in sorted(series.items())}
+    doc["data"] = {cluster: tree}
+    return json_response(doc)
+
+
+def health_of_host(store: Store, cluster: str, host: str, metrics: list[str], now: float) -> dict[str, Any]:
+    """cc-metric-store's rule: missing = no series; degraded = a series older than 5 timesteps."""
+    series = store.series_of_host(cluster, host)
+    missing, degraded = [], []
+    for m in metrics:
+        sids = series.get(m)
+        if not sids:
+            missing.append(m)
+            continue
+        lasts = store.last_bins(sids)
+        freq = store.frequency_of(sids[0])
+        ends = (lasts + 1) * freq
+        if (lasts < 0).any() or (now - ends > MAX_MISSING_POINTS * freq).any():
+            degraded.append(m)
+    healthy = len(metrics) - len(missing) - len(degraded)
+    if not series:
+        state = "failed"
+    elif not missing and not degraded:
+        state = "full"
+    elif healthy == 0:
+        state = "failed"
+    else:
+        state = "partial"
+    return {
+        "State": state,
+        "HealthMetrics": orjson.dumps({"missing": missing, "degraded": degraded}).decode(),
+        "missing": missing,
+        "degraded": degraded,
+    }
+
+
+@bp.route("/api/healthcheck", methods=["GET", "POST"])
+@bp.route("/api/healthcheck/", methods=["GET", "POST"])
+@api_route("api")
+async def healthcheck() -> Response:
+    """Per host: which configured metrics are missing or stale.
+
+    Body (as cc-metric-store): ``{"cluster": ..., "nodes": [...], "metric-names": [...]}``;
+    query parameters ``cluster``, ``node`` (repeatable) and ``metric`` (repeatable) work too.
+    Without nodes, every host the store knows for the cluster; without metrics, every
+    metric configured for the cluster.
+    """
+    ctx = _ctx()
+    body = await _json_body(required=False) or {}
+    if not isinstance(body, dict):
+        raise APIError(400, "body must be an object {cluster, nodes, metric-names}")
+    unknown = set(body) - {"cluster", "nodes", "metric-names"}
+    if unknown:
+        raise APIError(400, f"unknown field(s) in body: {', '.join(sorted(unknown))}")
+    cluster = body.get("cluster") or request.args.get("cluster")
+    if not cluster:
+        raise APIError(400, "'cluster' is required (body field or query parameter)")
+    nodes = body.get("nodes") or request.args.getlist("node") or ctx.store.hosts(cluster)
+    metrics = body.get("metric-names") or request.args.getlist("metric") or sorted(ctx.catalog.metrics_of(cluster))
+    if not isinstance(nodes, list) or not isinstance(metrics, list):
+        raise APIError(400, "'nodes' and 'metric-names' must be lists of strings")
+    now = time.time()
+    return json_response({h: health_of_host(ctx.store, cluster, h, metrics, now) for h in nodes})
+
+
+@bp.route("/api/write", methods=["POST", "PUT"])
+@bp.route("/api/write/", methods=["POST", "PUT"])
+async def write() -> Response:
+    """Forward to the ingest workers (they authenticate, parse and store)."""
+    ctx = _ctx()
+    if not ctx.allow.allows(request.remote_addr or ""):
+        raise APIError(403, f"address {request.remote_addr} is not in main.api-allowed-ips")
+    body = await request.get_data()
+    headers = {k: v for k, v in request.headers.items()
+               if k.lower() in ("authorization", "x-auth-token", "content-encoding", "content-type")}
+    client: httpx.AsyncClient = current_app.config["INGEST_CLIENT"]
+    try:
+        r = await client.post(ctx.ingest_url + "/api/write", params=request.args, content=body, headers=headers)
+    except httpx.HTTPError as e:
+        return error_response(503, f"ingest workers not reachable: {e}")
+    return Response(r.content, status=r.status_code, mimetype=r.headers.get("content-type", "application/json"))

@@ -1,0 +1,370 @@
+"""The supervisor: owns shared memory and listening sockets, runs and restarts the children.
+
+Children are started with ``python -m cc.<package>``; each gets the listening
+socket it serves (so a restarted child finds connections waiting in the backlog,
+never "connection refused") and dies with the supervisor (PR_SET_PDEATHSIG).
+The supervisor answers ``status``/``stop``/``restart``/``logs`` on
+``var/run/supervisor.sock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from cc import ipc
+from cc.clusters import load_catalog
+from cc.config import Config, split_addr
+from cc.shm import Layout, Store, instance_id, list_segments, unlink_all
+
+log = logging.getLogger("supervisor")
+
+STORE_SLOT, WEB_SLOT, ARCHIVER_SLOT, INGEST_SLOT_BASE = 0, 1, 2, 8
+STOP_TIMEOUT = 10.0
+MAX_BACKOFF = 10.0
+HEALTHY_AFTER = 30.0
+LOG_ROTATE_BYTES = 20 << 20
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+    stop_group: int = 0  # lower stops first
+    process: trio.Process | None = None
+    started_at: float = 0.0
+    starts: int = 0
+    crashes: int = 0
+    consecutive_failures: int = 0
+    last_exit: str | None = None
+    restart_requested: bool = False
+    stopping: bool = False
+    exited: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.returncode is None else None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def tail_lines(path: Path, n: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max(65536, n * 400)))
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[-n:] if n > 0 else lines
+
+
+def bind_listener(addr: str) -> socket.socket:
+    host, port = split_addr(addr)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        s.close()
+        raise OSError(f"cannot listen on {addr}: {e.strerror}") from None
+    s.listen(1024)
+    s.set_inheritable(True)
+    return s
+
+
+class Supervisor:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.instance = instance_id(cfg.var_dir)
+        self.children: list[Child] = []
+        self.started_at = time.time()
+        self.shutdown = trio.Event()
+        self.clean_stop = False
+        self.store: Store | None = None
+        self.sockets: dict[str, socket.socket] = {}
+        self.addresses: dict[str, str] = {}
+        self._pid_fd: int | None = None
+
+    # -- setup ------------------------------------------------------------------
+
+    def _lock_pidfile(self) -> None:
+        run = self.cfg.run_dir
+        run.mkdir(parents=True, exist_ok=True)
+        self.cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run / "supervisor.pid", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = (run / "supervisor.pid").read_text().strip()
+            raise RuntimeError(f"another supervisor (pid {pid}) is running for {self.cfg.var_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._pid_fd = fd
+
+    def _prepare(self) -> None:
+        self._lock_pidfile()
+        catalog = load_catalog(self.cfg)
+        ms = self.cfg.metric_store
+        layout = Layout.compute(ms.retention, catalog.frequencies(), ms.memory_cap_gb)
+        self.store, fresh = Store.create(self.instance, layout)
+        if fresh:
+            log.info("created shared memory (instance %s): %d pools %s, retention %ds, cap %.1f GB",
+                     self.instance, len(layout.pools), [p.frequency for p in layout.pools], ms.retention,
+                     layout.memory_cap_bytes / 1e9)
+        else:
+            log.info("re-attached shared memory of instance %s with %d series (data kept)",
+                     self.instance, self.store.usage()["series_registered"])
+        self.sockets["web"] = bind_listener(self.cfg.web_addr)
+        self.sockets["ingest"] = bind_listener(ms.ingest_addr)
+        for name, s in self.sockets.items():
+            host, port = s.getsockname()[:2]
+            self.addresses[name] = f"{host}:{port}"
+        (self.cfg.run_dir / "ports.json").write_bytes(orjson.dumps(self.addresses))
+        self._build_children()
+
+    def _build_children(self) -> None:
+        py = sys.executable
+        common = ["--config", str(self.cfg.path), "--instance", self.instance]
+        ingest_fd = self.sockets["ingest"].fileno()
+        web_fd = self.sockets["web"].fileno()
+        ihost, iport = split_addr(self.addresses["ingest"])
+        if ihost in ("0.0.0.0", "::", ""):
+            ihost = "127.0.0.1"
+        ingest_url = f"http://{ihost}:{iport}"
+        self.children.append(Child("store", [py, "-m", "cc.storeproc", *common, "--slot", str(STORE_SLOT)],
+                                   stop_group=2))
+        for k in range(self.cfg.metric_store.effective_ingest_workers()):
+            self.children.append(Child(
+                f"ingest-{k}",
+                [py, "-m", "cc.ingestd", *common, "--slot", str(INGEST_SLOT_BASE + k), "--worker", str(k),
+                 "--listen-fd", str(ingest_fd)],
+                pass_fds=(ingest_fd,), stop_group=0))
+        self.children.append(Child(
+            "web", [py, "-m", "cc.webd", *common, "--slot", str(WEB_SLOT), "--listen-fd", str(web_fd),
+                    "--ingest-url", ingest_url],
+            pass_fds=(web_fd,), stop_group=1))
+
+    # -- running children ---------------------------------------------------------
+
+    def _open_log(self, name: str):
+        path = self.cfg.log_dir / f"{name}.log"
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_size > LOG_ROTATE_BYTES:
+                path.replace(path.with_suffix(".log.1"))
+        return open(path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+
+    async def _spawn(self, child: Child) -> None:
+        env = dict(os.environ, CC_SUPERVISOR_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+        logf = self._open_log(child.name)
+        try:
+            child.process = await trio.lowlevel.open_process(
+                child.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                pass_fds=child.pass_fds, env=env, cwd=str(self.cfg.base_dir))
+        finally:
+            logf.close()
+        child.started_at = time.time()
+        child.starts += 1
+        child.exited = trio.Event()
+
+    async def keep_running(self, child: Child) -> None:
+        """Start ``child`` and restart it whenever it exits, until shutdown."""
+        while not self.shutdown.is_set():
+            await self._spawn(child)
+            log.info("started %s (pid %d)", child.name, child.process.pid)
+            code = await child.process.wait()
+            child.exited.set()
+            child.last_exit = describe_exit(code)
+            if self.shutdown.is_set() or child.stopping:
+                return
+            ran = time.time() - child.started_at
+            if child.restart_requested:
+                child.restart_requested = False
+                log.info("%s stopped for restart (%s)", child.name, child.last_exit)
+                continue
+            child.crashes += 1
+            child.consecutive_failures = 1 if ran > HEALTHY_AFTER else child.consecutive_failures + 1
+            delay = min(MAX_BACKOFF, 0.1 * 2 ** (child.consecutive_failures - 1))
+            log.warning("%s (pid %d) %s after %.1fs; restarting in %.1fs", child.name, child.process.pid,
+                        child.last_exit, ran, delay)
+            with trio.move_on_after(delay):
+                await self.shutdown.wait()
+
+    async def _terminate(self, child: Child) -> None:
+        p = child.process
+        if p is None or p.returncode is not None:
+            return
+        child.stopping = True
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGTERM)
+        with trio.move_on_after(STOP_TIMEOUT):
+            await p.wait()
+            return
+        log.warning("%s did not stop within %.0fs; killing it", child.name, STOP_TIMEOUT)
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+        await p.wait()
+
+    async def stop_children(self) -> None:
+        for group in sorted({c.stop_group for c in self.children}):
+            async with trio.open_nursery() as n:
+                for c in self.children:
+                    if c.stop_group == group:
+                        n.start_soon(self._terminate, c)
+
+    # -- control socket -------------------------------------------------------------
+
+    def find(self, name: str) -> list[Child]:
+        if name == "ingest":
+            return [c for c in self.children if c.name.startswith("ingest-")]
+        return [c for c in self.children if c.name == name]
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        procs = []
+        for c in self.children:
+            pid = c.pid
+            procs.append({
+                "name": c.name,
+                "pid": pid,
+                "state": "running" if pid else "restarting",
+                "uptime": round(now - c.started_at, 1) if pid else None,
+                "restarts": max(0, c.starts - 1),
+                "crashes": c.crashes,
+                "rss": rss_bytes(pid) if pid else None,
+                "last_exit": c.last_exit,
+            })
+        shm = list_segments(self.instance)
+        return {
+            "ok": True,
+            "supervisor": {"pid": os.getpid(), "uptime": round(now - self.started_at, 1),
+                           "rss": rss_bytes(os.getpid()), "config": str(self.cfg.path),
+                           "instance": self.instance, "addresses": self.addresses},
+            "processes": procs,
+            "shared_memory": {"segments": len(shm), "allocated_bytes": sum(s[2] for s in shm)},
+        }
+
+    async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        cmd = msg.get("cmd")
+        if cmd == "status":
+            return self.status()
+        if cmd == "stop":
+            log.info("stop requested over the control socket")
+            self.clean_stop = True
+            self.shutdown.set()
+            return {"ok": True, "pid": os.getpid()}
+        if cmd == "restart":
+            targets = self.find(str(msg.get("name", "")))
+            if not targets:
+                return {"ok": False, "error": f"no process named {msg.get('name')!r} "
+                                              f"(one of: {', '.join(c.name for c in self.children)}, ingest)"}
+            for c in targets:
+                await self._restart(c)
+            return {"ok": True, "restarted": [c.name for c in targets]}
+        if cmd == "logs":
+            name = str(msg.get("name", ""))
+            if name != "supervisor" and not self.find(name):
+                return {"ok": False, "error": f"no process named {name!r}"}
+            files = [name] if name != "ingest" else [c.name for c in self.find(name)]
+            n = int(msg.get("lines", 100))
+            return {"ok": True, "lines": [ln for f in files for ln in tail_lines(self.cfg.log_dir / f"{f}.log", n)]}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def _restart(self, c: Child) -> None:
+        if c.process is None or c.process.returncode is not None:
+            return
+        old = c.process
+        c.restart_requested = True
+        log.info("restarting %s (pid %d) on request", c.name, old.pid)
+        with contextlib.suppress(ProcessLookupError):
+            old.send_signal(signal.SIGTERM)
+        with trio.move_on_after(STOP_TIMEOUT):
+            await old.wait()
+        if old.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                old.kill()
+        with trio.move_on_after(STOP_TIMEOUT):
+            while c.process is old or c.pid is None:
+                await trio.sleep(0.02)
+
+    # -- main -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._prepare()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(ipc.serve, self.cfg.run_dir / "supervisor.sock", self.handle)
+                nursery.start_soon(self._watch_signals)
+                for c in self.children:
+                    nursery.start_soon(self.keep_running, c)
+                log.info("supervising %d processes; web on %s, ingest on %s", len(self.children),
+                         self.addresses["web"], self.addresses["ingest"])
+                await self.shutdown.wait()
+                await self.stop_children()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._cleanup()
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+            async for sig in sigs:
+                log.info("received %s: stopping", signal.Signals(sig).name)
+                self.clean_stop = True
+                self.shutdown.set()
+                return
+
+    def _cleanup(self) -> None:
+        for s in self.sockets.values():
+            s.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self.clean_stop:
+            removed = unlink_all(self.instance)
+            log.info("stopped; removed %d shared-memory segments", len(removed))
+        else:
+            log.warning("supervisor exiting without a clean stop: shared memory kept for the next start")
+        for name in ("ports.json",):
+            with contextlib.suppress(FileNotFoundError):
+                (self.cfg.run_dir / name).unlink()
+        if self._pid_fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.cfg.run_dir / "supervisor.pid").unlink()
+            os.close(self._pid_fd)
+            self._pid_fd = None

@@ -1,0 +1,289 @@
+"""``cc-supervise``: set up, run and operate a ClusterCockpit installation."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from cc import ipc
+from cc.config import ConfigError, load_config
+from cc.jwtauth import AuthError, load_private_key, sign_token
+from cc.shm import instance_id, list_segments, unlink_all
+
+EPILOG = """\
+commands:
+  init [DIR]            create config.json, .env (fresh Ed25519 keys) and var/ in DIR
+  run                   run all processes in the foreground (Ctrl-C stops cleanly)
+  start                 run in the background; returns when the processes are up
+  stop                  stop a running supervisor (removes its shared memory)
+  status                pid, uptime, restarts and memory of every process
+  restart NAME          restart one process (store, web, ingest-N, or 'ingest' for all)
+  logs NAME [-n N]      last lines of a process log (or 'supervisor')
+  jwt USER --roles R    print a JWT signed with JWT_PRIVATE_KEY
+"""
+
+ROLES = ("user", "manager", "support", "admin", "api")
+
+
+def _load(args):
+    try:
+        return load_config(args.config)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def cmd_init(args) -> int:
+    from supervisor._init import init_directory
+
+    target = Path(args.dir).resolve()
+    try:
+        created = init_directory(target, args.cluster or [], args.web_addr, args.ingest_addr, args.memory_cap,
+                                 force=args.force)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for p in created:
+        print(f"created {p.relative_to(target) if p.is_relative_to(target) else p}")
+    if not args.cluster:
+        print("note: no cluster.json yet; add var/job-archive/<cluster>/cluster.json "
+              "(or re-run with --cluster NAME for a template of this machine)")
+    print(f"next: cd {target} && cc-supervise run")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from supervisor._manager import Supervisor
+
+    cfg = _load(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    sup = Supervisor(cfg)
+    try:
+        trio.run(sup.run)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sock(cfg) -> Path:
+    return cfg.run_dir / "supervisor.sock"
+
+
+def _ask(cfg, msg: dict, timeout: float = 30) -> dict | None:
+    try:
+        return ipc.request_sync(_sock(cfg), msg, timeout=timeout)
+    except (ipc.IPCError, OSError):
+        return None
+
+
+def cmd_start(args) -> int:
+    cfg = _load(args)
+    if _ask(cfg, {"cmd": "status"}, timeout=2):
+        print("already running")
+        return 0
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(cfg.log_dir / "supervisor.log", "ab")  # noqa: SIM115 - inherited by the daemon
+    p = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "--config", str(cfg.path)],
+                         stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                         cwd=str(cfg.base_dir))
+    logf.close()
+    deadline = time.time() + args.timeout
+    while time.time() < deadline:
+        st = _ask(cfg, {"cmd": "status"}, timeout=2)
+        if st and all(pr["pid"] for pr in st["processes"]):
+            print(f"started (pid {p.pid}); web {st['supervisor']['addresses']['web']}, "
+                  f"ingest {st['supervisor']['addresses']['ingest']}")
+            return 0
+        if p.poll() is not None:
+            break
+        time.sleep(0.2)
+    print("error: supervisor did not come up; last log lines:", file=sys.stderr)
+    from supervisor._manager import tail_lines
+
+    for line in tail_lines(cfg.log_dir / "supervisor.log", 20):
+        print("  " + line, file=sys.stderr)
+    return 1
+
+
+def cmd_stop(args) -> int:
+    cfg = _load(args)
+    reply = _ask(cfg, {"cmd": "stop"})
+    if not reply:
+        inst = instance_id(cfg.var_dir)
+        stale = unlink_all(inst)
+        msg = "not running"
+        if stale:
+            msg += f"; removed {len(stale)} stale shared-memory segments"
+        print(msg)
+        return 0
+    pid = reply["pid"]
+    deadline = time.time() + args.timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("stopped")
+            return 0
+        time.sleep(0.1)
+    print(f"error: supervisor (pid {pid}) still running after {args.timeout:.0f}s", file=sys.stderr)
+    return 1
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _fmt_age(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_status(args) -> int:
+    cfg = _load(args)
+    st = _ask(cfg, {"cmd": "status"}, timeout=5)
+    if not st:
+        segs = list_segments(instance_id(cfg.var_dir))
+        print("not running" + (f" ({len(segs)} shared-memory segments left; 'stop' removes them)" if segs else ""))
+        return 3
+    if args.json:
+        import orjson
+
+        print(orjson.dumps(st, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    s = st["supervisor"]
+    print(f"supervisor pid {s['pid']}  up {_fmt_age(s['uptime'])}  rss {_fmt_bytes(s['rss'])}  "
+          f"web {s['addresses']['web']}  ingest {s['addresses']['ingest']}")
+    print(f"shared memory: {st['shared_memory']['segments']} segments, "
+          f"{_fmt_bytes(st['shared_memory']['allocated_bytes'])} in use")
+    print(f"{'NAME':<12} {'PID':>7} {'STATE':<10} {'UPTIME':>8} {'RESTARTS':>8} {'RSS':>10}  LAST EXIT")
+    for p in st["processes"]:
+        print(f"{p['name']:<12} {p['pid'] or '-':>7} {p['state']:<10} {_fmt_age(p['uptime']):>8} "
+              f"{p['restarts']:>8} {_fmt_bytes(p['rss']):>10}  {p['last_exit'] or '-'}")
+    return 0
+
+
+def cmd_restart(args) -> int:
+    cfg = _load(args)
+    reply = _ask(cfg, {"cmd": "restart", "name": args.name}, timeout=60)
+    if not reply:
+        print("error: supervisor not running", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"error: {reply.get('error')}", file=sys.stderr)
+        return 1
+    print("restarted " + ", ".join(reply["restarted"]))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    cfg = _load(args)
+    reply = _ask(cfg, {"cmd": "logs", "name": args.name, "lines": args.lines})
+    if reply is None:
+        from supervisor._manager import tail_lines
+
+        path = cfg.log_dir / f"{args.name}.log"
+        if not path.exists():
+            print(f"error: supervisor not running and no log file {path}", file=sys.stderr)
+            return 1
+        lines = tail_lines(path, args.lines)
+    elif not reply.get("ok"):
+        print(f"error: {reply.get('error')}", file=sys.stderr)
+        return 1
+    else:
+        lines = reply["lines"]
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_jwt(args) -> int:
+    cfg = _load(args)
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        print(f"error: unknown role(s) {', '.join(bad)} (valid: {', '.join(ROLES)})", file=sys.stderr)
+        return 1
+    priv = cfg.secret("JWT_PRIVATE_KEY")
+    if not priv:
+        print("error: JWT_PRIVATE_KEY is not set (in .env or the environment)", file=sys.stderr)
+        return 1
+    max_age = cfg.jwt_max_age or 2000 * 3600
+    try:
+        print(sign_token(load_private_key(priv), args.user, roles, max_age))
+    except AuthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cc-supervise", description=__doc__, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-config", "--config", default="config.json", help="path of config.json (default: ./config.json)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, fn, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("-config", "--config", default=argparse.SUPPRESS, help="path of config.json")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("init", cmd_init, "create a working directory: config.json, .env with fresh keys, var/")
+    sp.add_argument("dir", nargs="?", default=".", help="directory to initialise (default: .)")
+    sp.add_argument("--cluster", action="append", help="also write a cluster.json template for this machine "
+                                                        "(repeatable)")
+    sp.add_argument("--web-addr", default="127.0.0.1:8080", help="main.addr (default 127.0.0.1:8080)")
+    sp.add_argument("--ingest-addr", default="127.0.0.1:8082", help="metric-store.ingest-addr (default 127.0.0.1:8082)")
+    sp.add_argument("--memory-cap", type=float, default=8.0, help="metric-store.memory-cap in GB (default 8)")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing config.json/.env")
+    add("run", cmd_run, "run all processes in the foreground; Ctrl-C stops cleanly")
+    sp = add("start", cmd_start, "start in the background and wait until every process runs")
+    sp.add_argument("--timeout", type=float, default=60)
+    sp = add("stop", cmd_stop, "stop the running supervisor and its processes")
+    sp.add_argument("--timeout", type=float, default=60)
+    sp = add("status", cmd_status, "show every process: pid, uptime, restarts, RSS")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp = add("restart", cmd_restart, "restart a process: store, web, ingest-N, or ingest (all workers)")
+    sp.add_argument("name")
+    sp = add("logs", cmd_logs, "print the last lines of a process log")
+    sp.add_argument("name", help="store, web, ingest-N, ingest or supervisor")
+    sp.add_argument("-n", "--lines", type=int, default=100)
+    sp = add("jwt", cmd_jwt, "print a JWT for USER signed with JWT_PRIVATE_KEY (expiry: auth.jwts.max-age)")
+    sp.add_argument("user")
+    sp.add_argument("--roles", default="user", help=f"comma-separated roles from {', '.join(ROLES)} (default: user)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    rc = args.fn(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
