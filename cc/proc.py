@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import signal
@@ -15,20 +14,27 @@ import trio
 from cc.config import Config, load_config
 from cc.shm import instance_id
 
-PR_SET_PDEATHSIG = 1
+
+def supervisor_pid() -> int | None:
+    pid = os.environ.get("CC_SUPERVISOR_PID")
+    return int(pid) if pid and pid.isdigit() else None
 
 
-def die_with_parent() -> None:
-    """Ask the kernel to SIGTERM us when the supervisor dies, so no orphan keeps serving."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
+async def watch_parent(shutdown: trio.Event, log: logging.Logger, interval: float = 0.5) -> None:
+    """Stop when the supervisor is gone, so no orphan keeps serving.
+
+    (PR_SET_PDEATHSIG is tied to the parent *thread*, and Trio spawns processes from
+    worker threads that retire when idle, so we poll our parent pid instead.)
+    """
+    expected = supervisor_pid()
+    if expected is None:
         return
-    expected = os.environ.get("CC_SUPERVISOR_PID")
-    if expected and os.getppid() != int(expected):
-        # The supervisor died before we could register: leave now.
-        sys.exit(0)
+    while not shutdown.is_set():
+        if os.getppid() != expected:
+            log.warning("supervisor (pid %d) is gone; shutting down", expected)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        await trio.sleep(interval)
 
 
 def setup_logging(name: str, level: str | None = None) -> logging.Logger:
@@ -79,8 +85,11 @@ def run(main: Callable[[trio.Nursery, trio.Event], Awaitable[None]], log: loggin
                         return
 
             nursery.start_soon(watch_signals)
+            nursery.start_soon(watch_parent, shutdown, log)
             await main(nursery, shutdown)
             nursery.cancel_scope.cancel()
 
-    die_with_parent()
+    expected = supervisor_pid()
+    if expected is not None and os.getppid() != expected:
+        sys.exit(0)  # the supervisor died before we started
     trio.run(runner)

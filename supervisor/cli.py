@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import signal
@@ -131,14 +132,27 @@ def cmd_stop(args) -> int:
     pid = reply["pid"]
     deadline = time.time() + args.timeout
     while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not supervisor_alive(cfg):
             print("stopped")
             return 0
         time.sleep(0.1)
     print(f"error: supervisor (pid {pid}) still running after {args.timeout:.0f}s", file=sys.stderr)
     return 1
+
+
+def supervisor_alive(cfg) -> bool:
+    """True while a supervisor holds the lock on var/run/supervisor.pid (works for zombies too)."""
+    try:
+        fd = os.open(cfg.run_dir / "supervisor.pid", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _fmt_bytes(n: int | None) -> str:

@@ -70,12 +70,15 @@ def decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
     if enc not in ("gzip", "x-gzip", "deflate"):
         raise ValueError(f"unsupported Content-Encoding {encoding!r} (use gzip or none)")
     d = zlib.decompressobj(wbits=47 if enc != "deflate" else 15)
-    out = d.decompress(raw, limit + 1)
-    if len(out) > limit or d.unconsumed_tail:
-        raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
-    out += d.flush()
+    try:
+        out = d.decompress(raw, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise BodyTooLarge(f"decompressed body exceeds {limit} bytes")
+        out += d.flush()
+    except zlib.error as e:
+        raise ValueError(f"body is not valid {enc} data: {e}") from None
     if not d.eof:
-        raise ValueError("truncated compressed body")
+        raise ValueError(f"truncated {enc} body")
     return out
 
 

@@ -87,7 +87,8 @@ class IngestApp:
         except _http.BodyTooLarge as e:
             return Response.error(413, str(e))
         except ValueError as e:
-            return Response.error(400 if "truncated" in str(e) else 415, str(e))
+            unsupported = str(e).startswith("unsupported Content-Encoding")
+            return Response.error(415 if unsupported else 400, str(e))
         doc = result.as_dict()
         if result.malformed:
             first = result.errors[0] if result.errors else None

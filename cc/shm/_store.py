@@ -75,7 +75,8 @@ class ReadResult:
     """Values of several series of one pool over a common bin range.
 
     ``values[i, j]`` is series ``i`` at bin ``start_bin + j`` (NaN where empty).
-    ``last[i]`` is the newest bin the series holds (-1 if none / released).
+    ``last[i]`` is the newest bin the series holds (-1 if none / released) and
+    ``first[i]`` the oldest bin it can still hold data for.
     """
 
     values: np.ndarray
@@ -83,6 +84,7 @@ class ReadResult:
     frequency: int
     last: np.ndarray
     alive: np.ndarray
+    first: np.ndarray
 
     @property
     def start(self) -> int:
@@ -605,26 +607,30 @@ class Store:
         sids = np.asarray(sids, dtype=np.int64)
         if not len(sids):
             raise ValueError("read() needs at least one series")
-        pidx = self._reg_pool[sids]
+        ent = self.reg[sids]
+        pidx = ent["pool"]
         p = int(pidx[0])
         if (pidx != p).any():
             raise ValueError("read() series must share one frequency")
         pool = self.pools[p]
         f, cap = pool.frequency, pool.cap
-        rows = self._reg_row[sids]
-        gens = self._reg_gen[sids]
+        rows, gens = ent["row"], ent["gen"]
         lo = frm // f
         hi = lo + max(0, math.ceil((to - frm) / f)) - 1
         meta = pool.meta
-        seq1 = meta[rows, L.M_SEQ]
-        last = meta[rows, L.M_LAST]
-        first = np.maximum(meta[rows, L.M_FIRST], last - cap + 1)
-        alive = (meta[rows, L.M_GEN] == gens) & (last >= 0) & ((self._reg_flags[sids] & L.FLAG_RELEASED) == 0)
-        if alive.any():
+        m = meta[rows]
+        seq1, last = m[:, L.M_SEQ], m[:, L.M_LAST]
+        first = np.maximum(m[:, L.M_FIRST], last - cap + 1)
+        alive = (m[:, L.M_GEN] == gens) & (last >= 0) & ((ent["flags"] & L.FLAG_RELEASED) == 0)
+        if alive.all():
+            lo = max(lo, int(first.min()))
+            hi = min(hi, int(last.max()))
+        elif alive.any():
             lo = max(lo, int(first[alive].min()))
             hi = min(hi, int(last[alive].max()))
         if not alive.any() or hi < lo:
-            return ReadResult(np.empty((len(sids), 0)), max(lo, frm // f), f, np.where(alive, last, -1), alive)
+            empty = np.empty((len(sids), 0))
+            return ReadResult(empty, max(lo, frm // f), f, np.where(alive, last, -1), alive, first)
         width = hi - lo + 1
         values = self._gather(pool, rows, lo, width)
         seq2 = meta[rows, L.M_SEQ]
@@ -637,10 +643,11 @@ class Store:
             if attempts > 10_000:
                 raise TimeoutError(f"series in pool {p} stayed locked during a read")
             brows = rows[bad]
-            s1 = meta[brows, L.M_SEQ]
-            last[bad] = meta[brows, L.M_LAST]
-            first[bad] = np.maximum(meta[brows, L.M_FIRST], last[bad] - cap + 1)
-            alive[bad] = (meta[brows, L.M_GEN] == gens[bad]) & (last[bad] >= 0)
+            mb = meta[brows]
+            s1 = mb[:, L.M_SEQ]
+            last[bad] = mb[:, L.M_LAST]
+            first[bad] = np.maximum(mb[:, L.M_FIRST], last[bad] - cap + 1)
+            alive[bad] = (mb[:, L.M_GEN] == gens[bad]) & (last[bad] >= 0)
             values[bad] = self._gather(pool, brows, lo, width)
             s2 = meta[brows, L.M_SEQ]
             bad = bad[(s1 != s2) | ((s1 & 1) != 0)]
@@ -650,7 +657,7 @@ class Store:
             bins = np.arange(lo, hi + 1)
             valid = (bins[None, :] >= first[:, None]) & (bins[None, :] <= last[:, None]) & alive[:, None]
             values[~valid] = np.nan
-        return ReadResult(values, lo, f, np.where(alive, last, -1), alive)
+        return ReadResult(values, lo, f, np.where(alive, last, -1), alive, first)
 
     @staticmethod
     def _gather(pool: _Pool, rows: np.ndarray, lo: int, width: int) -> np.ndarray:
@@ -658,8 +665,12 @@ class Store:
         s = lo % cap
         if width <= cap - s:
             return pool.data[rows, s:s + width]
-        if width <= cap:
-            return np.concatenate((pool.data[rows, s:], pool.data[rows, :width - (cap - s)]), axis=1)
+        if width <= cap:  # the window wraps around the ring: two copies, which is the cheapest numpy offers
+            out = np.empty((len(rows), width))
+            k = cap - s
+            out[:, :k] = pool.data[rows, s:]
+            out[:, k:] = pool.data[rows, :width - k]
+            return out
         return pool.data[rows][:, (lo + np.arange(width)) % cap]
 
     def last_bins(self, sids: list[int] | np.ndarray) -> np.ndarray:

@@ -67,7 +67,7 @@ async def query() -> Response:
 @bp.route("/api/free/", methods=["POST"])
 @api_route("api")
 async def free() -> Response:
-    ctx = _ctx()
+    _ctx()
     raw_to = request.args.get("to")
     if raw_to is None:
         raise APIError(400, "'to' is a required query parameter (unix seconds)")
