@@ -445,14 +445,14 @@ def test_other_frequency_and_average_method(env):
     assert isinstance(r["data"], np.ndarray) and len(r["data"]) == N
 
 
-def test_one_read_per_query(env, monkeypatch):
+def test_one_read_per_frequency_for_the_whole_request(env, monkeypatch):
     put_hwthreads(env, "flops")
     calls = []
     real = env.store.read
     monkeypatch.setattr(env.store, "read", lambda sids, frm, to: calls.append(len(sids)) or real(sids, frm, to))
     res = env.query([{"metric": "flops", "host": "n01", "type": "core", "type-ids": ["0", "1", "2", "3"]},
                      {"metric": "flops", "host": "n01", "type": "hwthread", "type-ids": list(range(8))}])
-    assert calls == [8, 8] and [len(r) for r in res["results"]] == [4, 8]
+    assert calls == [16] and [len(r) for r in res["results"]] == [4, 8]
 
 
 def test_series_of_different_frequencies(env):
@@ -555,3 +555,16 @@ def test_resample():
     assert res == 20 and same(avg, [2.0, np.nan, 5.0])
     with pytest.raises(ValueError, match="method"):
         resample(v, 60, 120, 100, method="nope")
+
+
+def test_batched_reads_match_reading_each_query_alone(env):
+    """One joint read per request must give each query the same range as a read of its own."""
+    early = env.put("n01", "load", np.arange(10.0), start=env.base - 20 * F)  # older, shorter series
+    late = env.put("n02", "load", np.arange(5.0) + 100)  # starts later
+    frm = {"from": env.base - 30 * F}
+    both = env.query([{"metric": "load", "host": "n01"}, {"metric": "load", "host": "n02"}], **frm)["results"]
+    alone = [env.query([{"metric": "load", "host": h}], **frm)["results"][0] for h in ("n01", "n02")]
+    for joint, single in zip(both, alone, strict=True):
+        assert joint[0]["from"] == single[0]["from"] and joint[0]["to"] == single[0]["to"]
+        assert same(joint[0]["data"], single[0]["data"])
+    assert same(both[0][0]["data"], early) and same(both[1][0]["data"], late)

@@ -52,12 +52,16 @@ def execute(req: QueryRequest, store: Store, clusters: dict[str, Cluster], catal
                 check_range(req.frm, req.to, spec.frequency, q.metric)
 
     selector = Selector(store, req.cluster, clusters.get(req.cluster))
-    results: list[list[dict[str, Any]]] = []
-    blocks: list[_Block] = []
+    planned = []
     for q in queries:
         spec = specs[q.metric]
         aggregation = spec.aggregation if spec is not None else None
-        entries, qblocks = _run_query(req, q, selector.plan(q, aggregation), store, aggregation)
+        planned.append((q, aggregation, selector.plan(q, aggregation)))
+    reads = _read_all(req, store, [parts for _, _, parts in planned])
+    results: list[list[dict[str, Any]]] = []
+    blocks: list[_Block] = []
+    for i, (q, aggregation, parts) in enumerate(planned):
+        entries, qblocks = _run_query(req, q, parts, store, aggregation, reads.get(i))
         results.append(entries)
         blocks.extend(qblocks)
     _finish(req, blocks, minimum_points, method, numpy_data)
@@ -71,9 +75,57 @@ def _error(req: QueryRequest, msg: str) -> dict[str, Any]:
     return {"error": msg, "from": req.frm, "to": req.to, "resolution": 0, "avg": NAN, "min": NAN, "max": NAN}
 
 
-def _run_query(req: QueryRequest, q: Query, parts: list[Part], store: Store,
-               aggregation: str | None) -> tuple[list[dict], list[_Block]]:
-    """Read and combine the parts of one query; entries are filled in later by :func:`_finish`."""
+def _read_all(req: QueryRequest, store: Store, plans: list[list[Part]]) -> dict[int, ReadResult]:
+    """One store read per frequency for every series of the request, cut back into per-query results.
+
+    Each query's slice is clipped to its own series' data range, so the result is the
+    same as reading each query alone; only the copying out of shared memory is batched.
+    """
+    spans: list[tuple[int, int, int]] = []  # (query, start, end) into the concatenated sid list
+    sids: list[int] = []
+    for i, parts in enumerate(plans):
+        start = len(sids)
+        for part in parts:
+            if part.error is None:
+                sids.extend(part.sids)
+        if len(sids) > start:
+            spans.append((i, start, len(sids)))
+    if not sids:
+        return {}
+    all_sids = np.asarray(sids, dtype=np.int64)
+    freqs = store.frequencies_of(all_sids)
+    out: dict[int, ReadResult] = {}
+    mixed = {i for i, a, b in spans if (freqs[a:b] != freqs[a]).any()}
+    for f in np.unique(freqs).tolist():
+        members = [(i, a, b) for i, a, b in spans if i not in mixed and freqs[a] == f]
+        if not members:
+            continue
+        idx = np.concatenate([np.arange(a, b) for _, a, b in members])
+        rr = store.read(all_sids[idx], req.frm, req.to)
+        pos = 0
+        for i, a, b in members:
+            out[i] = _clip(rr, pos, pos + b - a)
+            pos += b - a
+    return out
+
+
+def _clip(rr: ReadResult, a: int, b: int) -> ReadResult:
+    """Rows a:b of a joint read, cut to the bins those rows can hold (a view, no copy)."""
+    alive, first, last = rr.alive[a:b], rr.first[a:b], rr.last[a:b]
+    width = rr.values.shape[1]
+    if not alive.any() or not width:
+        return ReadResult(rr.values[a:b, :0], rr.start_bin, rr.frequency, last, alive, first)
+    lo = max(rr.start_bin, int(first[alive].min()))
+    hi = min(rr.start_bin + width - 1, int(last[alive].max()))
+    if hi < lo:
+        return ReadResult(rr.values[a:b, :0], rr.start_bin, rr.frequency, last, alive, first)
+    values = rr.values[a:b, lo - rr.start_bin: hi - rr.start_bin + 1]
+    return ReadResult(values, lo, rr.frequency, last, alive, first)
+
+
+def _run_query(req: QueryRequest, q: Query, parts: list[Part], store: Store, aggregation: str | None,
+               pre: ReadResult | None) -> tuple[list[dict], list[_Block]]:
+    """Combine the parts of one query from its slice of the joint read; entries are filled by :func:`_finish`."""
     entries: list[dict[str, Any]] = []
     members: list[tuple[Part, dict[str, Any]]] = []
     for part in parts:
@@ -83,11 +135,7 @@ def _run_query(req: QueryRequest, q: Query, parts: list[Part], store: Store,
             members.append((part, entry))
     if not members:
         return entries, []
-    sids = [sid for part, _ in members for sid in part.sids]
-    try:  # usually every series of a query shares one frequency: one read
-        reads = [(members, store.read(sids, req.frm, req.to))]
-    except ValueError:
-        reads = _read_by_frequency(req, q, members, store)
+    reads = [(members, pre)] if pre is not None else _read_by_frequency(req, q, members, store)
     blocks = []
     for group, rr in reads:
         f = rr.frequency
@@ -113,6 +161,8 @@ def _run_query(req: QueryRequest, q: Query, parts: list[Part], store: Store,
             multi = counts > 1
             if aggregation == "avg" and multi.any():
                 values[multi] /= counts[multi, None]
+        elif pre is not None:
+            values = values.copy()  # a view into the joint read: scaling must not touch other queries
         skip = _leading_gap(values, req.with_padding)
         if skip:
             values = values[:, skip:]

@@ -297,6 +297,10 @@ class Store:
     def frequency_of(self, sid: int) -> int:
         return self.pools[int(self._reg_pool[sid])].frequency
 
+    def frequencies_of(self, sids: list[int] | np.ndarray) -> np.ndarray:
+        table = np.array([p.frequency for p in self.pools], dtype=np.int64)
+        return table[self._reg_pool[np.asarray(sids, dtype=np.int64)]]
+
     def resolve(self, keys: list[SeriesKey], frequencies: list[int], counter_slot: int | None = None) -> np.ndarray:
         """Series ids for ``keys``, registering the missing ones (negative = rejected, see REJECT_*)."""
         out = np.empty(len(keys), dtype=np.int64)

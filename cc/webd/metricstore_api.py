@@ -56,7 +56,7 @@ async def query() -> Response:
     minimum = int(resampling.get("minimum-points", 1000) or 1000)
     try:
         result = await trio.to_thread.run_sync(
-            lambda: execute(req, ctx.store, ctx.clusters, ctx.catalog, minimum_points=minimum),
+            lambda: execute(req, ctx.store, ctx.clusters, ctx.catalog, minimum_points=minimum, numpy_data=True),
             limiter=ctx.query_limiter)
     except QueryError as e:
         raise APIError(400, str(e)) from None
