@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO_DIR ?= demo
 
-.PHONY: demo test install lint bench clean
+# Debian packages the tests use (real servers started by the tests themselves).
+# Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
+SYSTEM_PACKAGES ?=
+
+.PHONY: demo test install lint bench clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +22,15 @@ install: $(VENV)/.installed
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+test: install system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
