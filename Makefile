@@ -7,7 +7,7 @@ DEMO_DIR ?= demo
 
 # Debian packages the tests use (real servers started by the tests themselves).
 # Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
-SYSTEM_PACKAGES ?=
+SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client
 
 .PHONY: demo test install lint bench clean system-deps
 

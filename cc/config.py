@@ -3,7 +3,8 @@
 Every process reads the same file, so this module is the single place that knows
 ClusterCockpit's key names (``main``, ``metric-store``, ``archive``, ``auth``,
 ``clusters``, ``metrics``) and our few additions (``metric-store.ingest-addr``,
-``metric-store.ingest-workers``).  Relative paths are resolved against the
+``metric-store.ingest-workers``, ``checkpoints.wal``/``wal-sync``/``wal-sync-interval``,
+``cleanup.interval``).  Relative paths are resolved against the
 directory that holds ``config.json`` so that the processes do not depend on the
 working directory they were started from.
 """
@@ -105,8 +106,12 @@ class MetricStoreConfig:
     checkpoint_format: str = "wal"
     checkpoint_interval: int = 12 * 3600
     max_wal_size: int = 0
+    wal_enabled: bool = True
+    wal_sync: str = "always"
+    wal_sync_interval: float = 1.0
     cleanup_mode: str = "delete"
     cleanup_dir: Path | None = None
+    cleanup_interval: int = 3600
     num_workers: int = 0
     ingest_addr: str = DEFAULT_INGEST_ADDR
     ingest_workers: int = 0
@@ -115,6 +120,10 @@ class MetricStoreConfig:
 
     def effective_ingest_workers(self) -> int:
         return self.ingest_workers if self.ingest_workers > 0 else (os.cpu_count() or 1)
+
+    def effective_num_workers(self) -> int:
+        """Threads for checkpoint and archive I/O; 0 = min(cores/2 + 1, 10), as cc-backend."""
+        return self.num_workers if self.num_workers > 0 else min((os.cpu_count() or 1) // 2 + 1, 10)
 
 
 @dataclass
@@ -195,15 +204,31 @@ def _parse_metric_store(d: dict[str, Any], base: Path) -> MetricStoreConfig:
     if ms.checkpoint_format not in ("wal", "json"):
         raise ConfigError(f"{w}.checkpoints.file-format: expected 'wal' or 'json', got {ms.checkpoint_format!r}")
     ms.max_wal_size = _int(cp, "max-wal-size", 0, f"{w}.checkpoints")
+    wal = cp.get("wal", True)
+    if not isinstance(wal, bool):
+        raise ConfigError(f"{w}.checkpoints.wal: expected true or false, got {wal!r}")
+    ms.wal_enabled = wal
+    ms.wal_sync = cp.get("wal-sync", "always")
+    if ms.wal_sync not in ("always", "interval", "off"):
+        raise ConfigError(f"{w}.checkpoints.wal-sync: expected 'always', 'interval' or 'off', got {ms.wal_sync!r}")
+    ms.wal_sync_interval = parse_duration(cp.get("wal-sync-interval", "1s"), what=f"{w}.checkpoints.wal-sync-interval")
+    if ms.wal_sync_interval <= 0:
+        raise ConfigError(f"{w}.checkpoints.wal-sync-interval must be positive")
     ms.checkpoint_interval = int(
         parse_duration(d.get("checkpoint-interval", cp.get("interval", "12h")), what=f"{w}.checkpoint-interval")
     )
+    if ms.checkpoint_interval <= 0:
+        raise ConfigError(f"{w}.checkpoint-interval must be positive")
     cl = d.get("cleanup") or {}
     if not isinstance(cl, dict):
         raise ConfigError(f"{w}.cleanup must be an object")
     ms.cleanup_mode = cl.get("mode", "delete")
     if ms.cleanup_mode not in ("delete", "archive"):
         raise ConfigError(f"{w}.cleanup.mode: expected 'delete' or 'archive', got {ms.cleanup_mode!r}")
+    ms.cleanup_interval = int(parse_duration(cl.get("interval", "1h"), what=f"{w}.cleanup.interval"))
+    if ms.cleanup_interval <= 0:
+        raise ConfigError(f"{w}.cleanup.interval must be positive")
+    ms.cleanup_interval = min(ms.cleanup_interval, ms.retention)
     if ms.cleanup_mode == "archive":
         if not cl.get("directory"):
             raise ConfigError(f"{w}.cleanup.directory is required when cleanup.mode is 'archive'")

@@ -167,5 +167,8 @@ def init_directory(target: Path, clusters: list[str], web_addr: str, ingest_addr
     fd = os.open(env_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(env_text())
-    created += [cfg_path, env_path]
+    from cc.db import migrate
+
+    migrate(var / "job.db")
+    created += [cfg_path, env_path, var / "job.db"]
     return created

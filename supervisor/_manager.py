@@ -29,6 +29,8 @@ from cc import ipc
 from cc.clusters import load_catalog
 from cc.config import Config, split_addr
 from cc.shm import Layout, Store, instance_id, list_segments, unlink_all
+from cc.shm import _layout as SL
+from cc.storeproc._archive import ring_slack_seconds
 
 log = logging.getLogger("supervisor")
 
@@ -140,11 +142,14 @@ class Supervisor:
 
     def _prepare(self) -> None:
         self._lock_pidfile()
+        self._migrate_db()
         catalog = load_catalog(self.cfg)
         ms = self.cfg.metric_store
-        layout = Layout.compute(ms.retention, catalog.frequencies(), ms.memory_cap_gb)
+        layout = Layout.compute(ms.retention, catalog.frequencies(), ms.memory_cap_gb,
+                                slack_seconds=ring_slack_seconds(ms))
         self.store, fresh = Store.create(self.instance, layout)
         if fresh:
+            self._mark_restore_pending()
             log.info("created shared memory (instance %s): %d pools %s, retention %ds, cap %.1f GB",
                      self.instance, len(layout.pools), [p.frequency for p in layout.pools], ms.retention,
                      layout.memory_cap_bytes / 1e9)
@@ -158,6 +163,18 @@ class Supervisor:
             self.addresses[name] = f"{host}:{port}"
         (self.cfg.run_dir / "ports.json").write_bytes(orjson.dumps(self.addresses))
         self._build_children()
+
+    def _migrate_db(self) -> None:
+        """Create or upgrade the job database before any child opens it (web and archiver need version 12)."""
+        from cc.db import MigrationError, migrate
+
+        try:
+            res = migrate(self.cfg.db_path)
+        except MigrationError as e:
+            raise RuntimeError(f"job database {self.cfg.db_path}: {e}") from None
+        if res.from_version != res.to_version:
+            log.info("job database %s: version %s -> %d%s", self.cfg.db_path, res.from_version, res.to_version,
+                     f" (backup {res.backup})" if res.backup else "")
 
     def _build_children(self) -> None:
         py = sys.executable
@@ -180,6 +197,8 @@ class Supervisor:
             "web", [py, "-m", "cc.webd", *common, "--slot", str(WEB_SLOT), "--listen-fd", str(web_fd),
                     "--ingest-url", ingest_url],
             pass_fds=(web_fd,), stop_group=1))
+        self.children.append(Child("archiver", [py, "-m", "cc.archiverd", *common, "--slot", str(ARCHIVER_SLOT)],
+                                   stop_group=1))
 
     # -- running children ---------------------------------------------------------
 
@@ -331,15 +350,68 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 await nursery.start(ipc.serve, self.cfg.run_dir / "supervisor.sock", self.handle)
                 nursery.start_soon(self._watch_signals)
-                for c in self.children:
-                    nursery.start_soon(self.keep_running, c)
-                log.info("supervising %d processes; web on %s, ingest on %s", len(self.children),
-                         self.addresses["web"], self.addresses["ingest"])
+                await self._start_children(nursery)
                 await self.shutdown.wait()
                 await self.stop_children()
+                if self.clean_stop:
+                    await self._final_snapshot()
                 nursery.cancel_scope.cancel()
         finally:
             self._cleanup()
+
+    # -- durability: restore before serving, final snapshot at a clean stop ----------------
+
+    def _mark_restore_pending(self) -> None:
+        """Fresh segments: the store process must load snapshot + WAL before anyone writes."""
+        assert self.store is not None
+        self.store.hdr[SL.H_RESTORE] = SL.RESTORE_PENDING
+
+    async def _start_children(self, nursery: trio.Nursery) -> None:
+        """Store process first; ingest and web only once it has restored from disk (if it must)."""
+        first = [c for c in self.children if c.name == "store"]
+        for c in first:
+            nursery.start_soon(self.keep_running, c)
+        assert self.store is not None
+        t0, said = time.monotonic(), 0.0
+        while int(self.store.hdr[SL.H_RESTORE]) == SL.RESTORE_PENDING and not self.shutdown.is_set():
+            if time.monotonic() - t0 > said + 10:
+                said = time.monotonic() - t0
+                log.info("waiting for the store process to restore from %s (%.0fs so far)",
+                         self.cfg.metric_store.checkpoint_dir, said)
+            await trio.sleep(0.02)
+        if self.shutdown.is_set():
+            return
+        if time.monotonic() - t0 > 0.1:
+            log.info("store restored from disk in %.1fs", time.monotonic() - t0)
+        for c in self.children:
+            if c not in first:
+                nursery.start_soon(self.keep_running, c)
+        log.info("supervising %d processes; web on %s, ingest on %s", len(self.children),
+                 self.addresses["web"], self.addresses["ingest"])
+
+    async def _final_snapshot(self) -> None:
+        """After all children stopped: one last snapshot, so the next start needs no WAL replay.
+
+        If it fails (or the restore never finished, so memory holds less than the disk),
+        the segments are kept instead of removed: nothing accepted is lost either way.
+        """
+        from cc.storeproc._checkpoint import Checkpointer
+
+        store = self.store
+        if store is None:
+            return
+        if int(store.hdr[SL.H_RESTORE]) == SL.RESTORE_PENDING:
+            log.warning("restore from disk never finished: no final snapshot; files in %s stay as they are",
+                        self.cfg.metric_store.checkpoint_dir)
+            return
+        try:
+            st = await trio.to_thread.run_sync(Checkpointer(store, self.cfg.metric_store).checkpoint, "final")
+        except Exception as e:
+            log.error("final snapshot failed: %s; keeping shared memory for the next start", e,
+                      exc_info=not isinstance(e, OSError))
+            self.clean_stop = False
+            return
+        log.info("final snapshot %s written", st.path)
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:

@@ -28,7 +28,13 @@ commands:
   status                pid, uptime, restarts and memory of every process
   restart NAME          restart one process (store, web, ingest-N, or 'ingest' for all)
   logs NAME [-n N]      last lines of a process log (or 'supervisor')
-  jwt USER --roles R    print a JWT signed with JWT_PRIVATE_KEY
+  jwt USER [--roles R]  print a JWT signed with JWT_PRIVATE_KEY (roles from the database by default)
+  add-user N:R:PW       add a local user (roles comma-separated: user,manager,support,admin,api)
+  del-user NAME         delete a user
+  migrate-db            create or upgrade the job database (cc-backend versions 10 and 11 too)
+  init-db               rebuild the job and tag tables from the job archive
+  import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
+  checkpoint-info FILE  what a WAL or snapshot file holds: time range, counts, checksum errors
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -230,9 +236,32 @@ def cmd_logs(args) -> int:
     return 0
 
 
+def _db(cfg):
+    """The migrated job database (created on first use)."""
+    from cc.db import MigrationError, connect, migrate
+
+    try:
+        migrate(cfg.db_path)
+    except MigrationError as e:
+        raise SystemExit(f"error: {cfg.db_path}: {e}") from None
+    return connect(cfg.db_path)
+
+
 def cmd_jwt(args) -> int:
+    from cc.db._users import get_user
+
     cfg = _load(args)
-    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    if args.roles is not None:
+        roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    else:
+        conn = _db(cfg)
+        user = get_user(conn, args.user)
+        conn.close()
+        if user is None:
+            print(f"error: no user {args.user!r} in the database (add it with add-user, or give --roles)",
+                  file=sys.stderr)
+            return 1
+        roles = user.roles
     bad = [r for r in roles if r not in ROLES]
     if bad:
         print(f"error: unknown role(s) {', '.join(bad)} (valid: {', '.join(ROLES)})", file=sys.stderr)
@@ -247,6 +276,189 @@ def cmd_jwt(args) -> int:
     except AuthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_add_user(args) -> int:
+    from cc.db import UserError, transaction
+    from cc.db._users import add_user
+
+    cfg = _load(args)
+    parts = args.spec.split(":", 2)
+    if len(parts) != 3 or not parts[0]:
+        print("error: expected NAME:ROLES:PASSWORD, e.g. alice:user,manager:secret (empty password = no login)",
+              file=sys.stderr)
+        return 1
+    name, roles_s, password = parts
+    roles = [r.strip() for r in roles_s.split(",") if r.strip()] or ["user"]
+    conn = _db(cfg)
+    try:
+        transaction(conn, add_user, name, roles, password or None)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"added user {name} with roles {', '.join(roles)}")
+    return 0
+
+
+def cmd_del_user(args) -> int:
+    from cc.db import transaction
+    from cc.db._users import delete_user
+
+    cfg = _load(args)
+    conn = _db(cfg)
+    try:
+        gone = transaction(conn, delete_user, args.name)
+    finally:
+        conn.close()
+    if not gone:
+        print(f"error: no user {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"deleted user {args.name}")
+    return 0
+
+
+def cmd_migrate_db(args) -> int:
+    from cc.db import MigrationError, migrate
+
+    cfg = _load(args)
+    try:
+        res = migrate(cfg.db_path)
+    except MigrationError as e:
+        print(f"error: {cfg.db_path}: {e}", file=sys.stderr)
+        return 1
+    if res.from_version == res.to_version:
+        print(f"{cfg.db_path} is already at version {res.to_version}")
+    elif res.from_version is None:
+        print(f"created {cfg.db_path} at version {res.to_version}")
+    else:
+        print(f"migrated {cfg.db_path} from version {res.from_version} to {res.to_version}; "
+              f"backup copy: {res.backup}")
+    return 0
+
+
+def _archive_setup(cfg):
+    """Migrated database, the job archive and its clusters (unreadable cluster.json files reported)."""
+    from cc.archive import ArchiveError, JobArchive
+    from cc.archive.dbsync import load_archive_clusters
+    from cc.db import MigrationError, migrate
+
+    try:
+        migrate(cfg.db_path)
+    except MigrationError as e:
+        raise SystemExit(f"error: {cfg.db_path}: {e}") from None
+    archive = JobArchive(cfg.archive_path)
+    try:
+        archive.version()
+    except ArchiveError as e:
+        raise SystemExit(f"error: {e}") from None
+    clusters, errors = load_archive_clusters(cfg.archive_path)
+    for msg in errors:
+        print(f"error: {msg} (jobs of this cluster are skipped)", file=sys.stderr)
+    return archive, clusters
+
+
+def cmd_init_db(args) -> int:
+    from cc.archive.dbsync import ProgressBar, init_db, non_archived_jobs
+
+    cfg = _load(args)
+    archive, clusters = _archive_setup(cfg)
+    pending = non_archived_jobs(cfg.db_path)
+    if pending and not args.force:
+        print(f"error: {pending} jobs in {cfg.db_path} are running or not yet archived; init-db replaces all jobs "
+              "with the archived ones and would drop them (use --force to do it anyway)", file=sys.stderr)
+        return 1
+    bar = ProgressBar(sys.stderr)
+
+    def report(msg: str) -> None:
+        bar.clear_line()
+        print(f"error: {msg} (skipped)", file=sys.stderr)
+
+    res = init_db(cfg.db_path, archive, clusters, validate_schema=not args.no_validate, progress=bar,
+                  on_error=report)
+    print(f"{res.jobs} jobs and {res.tags} tags registered in {res.seconds:.2f}s ({res.rate:,.0f} jobs/s)"
+          + (f"; {len(res.errors)} jobs skipped" if res.errors else ""))
+    return 1 if res.errors else 0
+
+
+def cmd_import_job(args) -> int:
+    from cc.archive.dbsync import import_jobs, parse_pairs
+
+    cfg = _load(args)
+    try:
+        pairs = parse_pairs(args.spec)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    archive, clusters = _archive_setup(cfg)
+    res = import_jobs(cfg.db_path, archive, clusters, pairs, validate_schema=not args.no_validate,
+                      on_error=lambda msg: print(f"error: {msg} (skipped)", file=sys.stderr))
+    print(f"imported {res.jobs} of {len(pairs)} jobs" + (f" (database ids {', '.join(map(str, res.ids))})"
+                                                          if res.ids else ""))
+    return 1 if res.errors else 0
+
+
+def _fmt_time(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) + f" ({int(t)})"
+
+
+def checkpoint_info(path: Path) -> dict:
+    """Summary of a WAL or snapshot file (kind detected from its first bytes)."""
+    from cc import wal
+    from cc.shm import _snapshot
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == wal.MAGIC or path.suffix == ".wal":
+        st = wal.wal_info(path)
+        return {"file": str(path), "kind": "wal", "format": "WAL (binary)", "epoch": st.epoch,
+                "worker": st.header.get("worker"), "pid": st.header.get("pid"), "created": st.header.get("created"),
+                "records": st.records, "keys": st.keys, "points": st.points,
+                "received_from": st.first_received, "received_to": st.last_received,
+                "points_from": st.min_ts, "points_to": st.max_ts, "bad_records": st.bad_records,
+                "bad_bytes": st.bad_bytes, "errors": [st.error] if st.error else []}
+    sn = _snapshot.snapshot_info(path)
+    return {"file": str(path), "kind": "snapshot", "format": f"snapshot ({sn.format})", "epoch": sn.epoch,
+            "created": sn.created, "retention": sn.retention, "series": sn.series, "points": sn.points,
+            "chunks": sn.chunks, "bytes": sn.bytes, "points_from": sn.min_ts, "points_to": sn.max_ts,
+            "errors": sn.errors}
+
+
+def cmd_checkpoint_info(args) -> int:
+    path = Path(args.file)
+    try:
+        info = checkpoint_info(path)
+    except OSError as e:
+        print(f"error: {path}: {e.strerror}", file=sys.stderr)
+        return 1
+    if args.json:
+        import orjson
+
+        print(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+        return 1 if info["errors"] else 0
+    print(f"file:      {info['file']}")
+    print(f"format:    {info['format']}, epoch {info['epoch']}")
+    print(f"created:   {_fmt_time(info.get('created'))}")
+    if info["kind"] == "wal":
+        print(f"writer:    ingest worker {info['worker']}, pid {info['pid']}")
+        print(f"records:   {info['records']} ({info['keys']} series keys, {info['points']} points)")
+        print(f"received:  {_fmt_time(info['received_from'])} .. {_fmt_time(info['received_to'])}")
+    else:
+        print(f"contents:  {info['series']} series, {info['points']} points in {info['chunks']} chunks, "
+              f"{_fmt_bytes(info['bytes'])} on disk"
+              + (f" ({info['bytes'] / info['points']:.2f} bytes/point)" if info["points"] else ""))
+        print(f"retention: {info['retention']} s")
+    print(f"points:    {_fmt_time(info['points_from'])} .. {_fmt_time(info['points_to'])}")
+    if info["errors"]:
+        extra = f" ({info['bad_records']} bad record(s), {info['bad_bytes']} bytes skipped)" \
+            if info["kind"] == "wal" else ""
+        print(f"checksums: DAMAGED{extra}: {'; '.join(info['errors'])}")
+        return 1
+    print("checksums: ok")
     return 0
 
 
@@ -284,7 +496,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-n", "--lines", type=int, default=100)
     sp = add("jwt", cmd_jwt, "print a JWT for USER signed with JWT_PRIVATE_KEY (expiry: auth.jwts.max-age)")
     sp.add_argument("user")
-    sp.add_argument("--roles", default="user", help=f"comma-separated roles from {', '.join(ROLES)} (default: user)")
+    sp.add_argument("--roles", default=None,
+                    help=f"comma-separated roles from {', '.join(ROLES)} (default: the user's roles in the database)")
+    sp = add("add-user", cmd_add_user, "add a local user: NAME:ROLES:PASSWORD (roles comma-separated)")
+    sp.add_argument("spec", metavar="NAME:ROLES:PASSWORD")
+    sp = add("del-user", cmd_del_user, "delete a user")
+    sp.add_argument("name")
+    add("migrate-db", cmd_migrate_db, "create the job database or upgrade it (also a cc-backend job.db of "
+                                      "version 10 or 11, after a backup copy)")
+    sp = add("init-db", cmd_init_db, "rebuild the job, tag and jobtag tables from the job archive "
+                                     "(exit code 1 if jobs were skipped)")
+    sp.add_argument("--force", action="store_true", help="also when the database holds running or unarchived jobs "
+                                                         "(they are dropped)")
+    sp.add_argument("--no-validate", action="store_true", help="skip the JSON-schema check of meta.json")
+    sp = add("import-job", cmd_import_job, "import finished jobs into the archive and the database "
+                                           "(exit code 1 if jobs were skipped)")
+    sp.add_argument("spec", metavar="META:DATA[,META:DATA...]", help="meta.json:data.json pairs (data may be .gz)")
+    sp.add_argument("--no-validate", action="store_true", help="skip the JSON-schema checks")
+    sp = add("checkpoint-info", cmd_checkpoint_info,
+             "print what a WAL or snapshot file holds (format, time range, counts, checksum errors)")
+    sp.add_argument("file", help="a .wal file or a snapshot-*.bin/.json file from metric-store.checkpoints.directory")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 

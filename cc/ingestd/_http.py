@@ -43,6 +43,8 @@ class Response:
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # 101 only: takes over the connection (stream, bytes already read past the request)
+    upgrade: Callable[[trio.SocketStream, bytes], Awaitable[None]] | None = None
 
     @classmethod
     def json(cls, status: int, doc: object) -> Response:
@@ -144,6 +146,10 @@ async def _connection(stream: trio.SocketStream, handler: Handler, max_body: int
                     except Exception:
                         log.exception("handler failed for %s %s", req.method, req.path)
                         resp = Response.error(500, "internal error while handling the request")
+                if resp.upgrade is not None:  # e.g. WebSocket (_ws.py): h11 steps aside
+                    await stream.send_all(conn.send(h11.InformationalResponse(status_code=101, headers=resp.headers)))
+                    await resp.upgrade(stream, conn.trailing_data[0])
+                    return
                 await _send_response(stream, conn, resp)
                 if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                     return

@@ -1,7 +1,8 @@
-"""From a request body to points in shared memory: parse, resolve series, write, count."""
+"""From a request body to points in shared memory and the WAL: parse, resolve series, write, log, count."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from cc.clusters import MetricCatalog
 from cc.ingestd.lineproto import LineParser
-from cc.shm import COUNTER_INDEX, REJECT_MEMCAP, REJECT_REGISTRY_FULL, Store
+from cc.shm import COUNTER_INDEX, REJECT_MEMCAP, REJECT_REGISTRY_FULL, SeriesKey, Store
+from cc.wal import WalWriter
 
 MAX_REPORTED_ERRORS = 20
 
@@ -25,6 +27,7 @@ class IngestResult:
     rejected: int = 0
     malformed: int = 0
     errors: list[dict] = field(default_factory=list)
+    wal_seq: int = 0  # WAL record holding these points (0 = none); the answer waits for its fsync per policy
 
     def as_dict(self) -> dict:
         d = {
@@ -45,9 +48,10 @@ class IngestResult:
 class Ingestor:
     """One per ingest process; not thread-safe (the app runs it in one worker thread at a time)."""
 
-    def __init__(self, store: Store, catalog: MetricCatalog, slot: int):
+    def __init__(self, store: Store, catalog: MetricCatalog, slot: int, wal: WalWriter | None = None):
         self.store = store
         self.slot = slot
+        self.wal = wal
         self.parser = LineParser(catalog.get, max_errors=MAX_REPORTED_ERRORS)
         self.kid_sid = np.full(1024, -1, dtype=np.int64)
         self.counters = store.counters[slot]
@@ -90,10 +94,15 @@ class Ingestor:
                 self._count("memory_cap_rejected", int(np.isin(reasons, (REJECT_MEMCAP, REJECT_REGISTRY_FULL)).sum()))
         ok = sids >= 0
         res.rejected = int((~ok).sum())
-        if ok.all():
-            ws = self.store.write(sids, parsed.ts, parsed.values, now=now, counter_slot=self.slot)
-        else:
-            ws = self.store.write(sids[ok], parsed.ts[ok], parsed.values[ok], now=now, counter_slot=self.slot)
+        kids, ts, values = parsed.kids, parsed.ts, parsed.values
+        if not ok.all():
+            sids, kids, ts, values = sids[ok], kids[ok], ts[ok], values[ok]
+        # The WAL gate spans the shared-memory write and the append (rotation protocol:
+        # cc/storeproc/_checkpoint.py); the same age limits apply again on replay.
+        with self.wal.gate() if self.wal is not None else contextlib.nullcontext():
+            ws = self.store.write(sids, ts, values, now=now, counter_slot=self.slot)
+            if self.wal is not None:
+                res.wal_seq = self.wal.append(kids, ts, values, now, self._describe)
         if ws.remapped:
             for old, new in ws.remapped.items():
                 self.kid_sid[self.kid_sid == old] = new if new >= 0 else -1
@@ -102,3 +111,6 @@ class Ingestor:
         res.too_far_future = ws.too_far_future
         res.rejected += ws.rejected
         return res
+
+    def _describe(self, kid: int) -> tuple[SeriesKey, int]:
+        return self.parser.key(kid), self.parser.frequency(kid)

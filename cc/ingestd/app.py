@@ -1,8 +1,10 @@
 """The ingest worker process: line protocol over HTTP into shared memory.
 
 Several of these share one listening socket (handed over by the supervisor).
-Each request is parsed and written in a worker thread, then acknowledged: an
-acknowledged point is in shared memory, which outlives this process.
+Each request is parsed and written in a worker thread, then appended to this
+process's WAL, then acknowledged: an acknowledged point is in shared memory, which
+outlives this process, and in the WAL (fsynced before the answer with
+``checkpoints.wal-sync: "always"``), which outlives a reboot.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import trio
 
 from cc import proc
 from cc.clusters import load_catalog
-from cc.ingestd import _http
+from cc.ingestd import _http, _ws
 from cc.ingestd._http import Request, Response
 from cc.ingestd._pipeline import Ingestor
 from cc.jwtauth import AuthError, TokenVerifier, load_public_key, token_from_headers
 from cc.netacl import IPAllowList
 from cc.shm import COUNTER_INDEX, Store
 from cc.shm._layout import PR_ACTIVE, PR_PID, PR_REQUESTS, PR_STARTED
+from cc.wal import WalError, WalSyncer, WalWriter, wal_dir
 
 INGEST_SLOT_BASE = 8
 log = logging.getLogger("ingest")
@@ -30,9 +33,10 @@ log = logging.getLogger("ingest")
 
 class IngestApp:
     def __init__(self, store: Store, ingestor: Ingestor, verifier: TokenVerifier | None, allow: IPAllowList,
-                 max_body: int, worker: int, nworkers: int, slot: int):
+                 max_body: int, worker: int, nworkers: int, slot: int, syncer: WalSyncer | None = None):
         self.store = store
         self.ingestor = ingestor
+        self.syncer = syncer
         self.verifier = verifier
         self.allow = allow
         self.max_body = max_body
@@ -56,6 +60,8 @@ class IngestApp:
         path = req.path.rstrip("/") or "/"
         if path == "/api/healthz":
             return Response.json(200, {"status": "ok", "worker": self.worker, "pid": os.getpid()})
+        if path == "/api/ws":
+            return await _ws.upgrade(self, req)
         if path != "/api/write":
             return Response.error(404, f"no such endpoint {req.path!r} on the ingest port (POST /api/write)")
         if req.method not in ("POST", "PUT"):
@@ -86,9 +92,17 @@ class IngestApp:
                 limiter=self.limiter)
         except _http.BodyTooLarge as e:
             return Response.error(413, str(e))
+        except WalError as e:
+            log.error("%s", e)
+            return Response.error(503, f"points not made durable, retry: {e}")
         except ValueError as e:
             unsupported = str(e).startswith("unsupported Content-Encoding")
             return Response.error(415 if unsupported else 400, str(e))
+        if self.syncer is not None and result.wal_seq:
+            try:
+                await self.syncer.wait_synced(result.wal_seq)
+            except WalError as e:
+                return Response.error(503, f"points not made durable, retry: {e}")
         doc = result.as_dict()
         if result.malformed:
             first = result.errors[0] if result.errors else None
@@ -133,12 +147,24 @@ def main(argv: list[str] | None = None) -> None:
                          "unauthenticated writes. Set it or main.disable-authentication=true.")
             raise SystemExit(2)
         verifier = TokenVerifier(load_public_key(pub))
-    app = IngestApp(store, Ingestor(store, load_catalog(cfg), args.slot), verifier,
-                    IPAllowList(cfg.api_allowed_ips), cfg.metric_store.max_body_bytes, args.worker,
-                    cfg.metric_store.effective_ingest_workers(), args.slot)
+    ms = cfg.metric_store
+    wal = syncer = None
+    if ms.wal_enabled:
+        wal = WalWriter(wal_dir(ms.checkpoint_dir), store, args.slot, args.worker, sync=ms.wal_sync,
+                        max_size=ms.max_wal_size)
+        syncer = WalSyncer(wal, ms.wal_sync_interval)
+    app = IngestApp(store, Ingestor(store, load_catalog(cfg), args.slot, wal), verifier,
+                    IPAllowList(cfg.api_allowed_ips), ms.max_body_bytes, args.worker,
+                    ms.effective_ingest_workers(), args.slot, syncer)
 
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
+        if syncer is not None:
+            nursery.start_soon(syncer.run)
         nursery.start_soon(app.main, args.listen_fd)
         await shutdown.wait()
 
-    proc.run(run_app, logger)
+    try:
+        proc.run(run_app, logger)
+    finally:
+        if wal is not None:
+            wal.close()

@@ -8,6 +8,7 @@ Public surface:
   ``release`` / ``repair`` / ``stale_series`` for the store process.
 * :class:`SeriesKey` - the identity of one series.
 * :func:`instance_id`, :func:`unlink_all`, :func:`list_segments` - naming and cleanup.
+* ``cc.shm._snapshot`` - the whole store to a file and back (``write_snapshot``, ``load_snapshot``).
 """
 
 from cc.shm._layout import COUNTER_INDEX, COUNTERS, Layout

@@ -32,6 +32,13 @@ H_ALLOC_BYTES = 9  # bytes of data rows currently handed out (memory-cap account
 H_MEMCAP_BYTES = 10
 H_RETENTION = 11
 H_BOOT = 12  # incremented each time the supervisor (re)attaches
+# Durability (see cc/storeproc/_checkpoint.py for the rotation protocol).
+H_WAL_EPOCH = 13  # WAL files of epochs below this one are covered by a snapshot being written / written
+H_RESTORE = 14  # RESTORE_*: whether the store process still has to load snapshot + WAL from disk
+H_CHECKPOINT_REQ = 15  # bumped by anyone who wants a snapshot soon (a WAL file over max-wal-size, ...)
+H_SNAPSHOT_EPOCH = 16  # epoch of the newest durable snapshot (informational)
+H_ARCHIVED_TO = 17  # time up to which aged-out data was written to Parquet (informational)
+RESTORE_NONE, RESTORE_PENDING, RESTORE_DONE = 0, 1, 2
 H_POOLS = 64  # POOL_WORDS words per pool
 POOL_WORDS = 8
 P_FREQ, P_CAP, P_ROWS_CAP, P_NEXT_ROW, P_FREE_TOP = range(5)
@@ -61,6 +68,16 @@ COUNTERS = (
     "bytes_received",
     "auth_failures",
     "series_released",
+    "wal_records",
+    "wal_bytes",
+    "wal_fsyncs",
+    "snapshots_written",
+    "restored_series",
+    "restored_points",
+    "wal_replayed_points",
+    "wal_bad_records",
+    "archived_points",
+    "memcap_freed_series",
 )
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 
@@ -84,6 +101,7 @@ M_LAST, M_SEQ, M_GEN, M_SID, M_FIRST = range(5)  # M_FIRST: oldest bin ever writ
 # Lock bytes in the lock segment (OFD record locks).
 LOCK_REGISTRY = 0
 LOCK_POOL_BASE = 1
+LOCK_WAL_BASE = 256  # + process slot: held by an ingest process from reading H_WAL_EPOCH to its WAL append
 
 MAX_REGISTRY = 1 << 25
 KEY_BYTES_PER_ENTRY = 96
@@ -109,8 +127,13 @@ class Layout:
     blob_capacity: int
 
     @classmethod
-    def compute(cls, retention: int, frequencies: list[int], memory_cap_gb: float) -> Layout:
-        """Size the segments.  Segments are sparse: only rows in use occupy RAM."""
+    def compute(cls, retention: int, frequencies: list[int], memory_cap_gb: float,
+                slack_seconds: int = 0) -> Layout:
+        """Size the segments.  Segments are sparse: only rows in use occupy RAM.
+
+        ``slack_seconds`` adds ring slots beyond the retention window, so that data which
+        aged out stays readable until the Parquet archiver has written it (archive mode).
+        """
         if retention <= 0:
             raise ValueError("retention must be positive")
         freqs = sorted({int(f) for f in frequencies if f > 0}) or [60]
@@ -120,7 +143,7 @@ class Layout:
         pools = []
         for f in freqs:
             # +1 slot: any point inside the retention window fits while the newest bin is "now".
-            capacity = max(2, math.ceil(retention / f) + 1)
+            capacity = max(2, math.ceil((retention + max(0, slack_seconds)) / f) + 1)
             rows = max(1024, cap_bytes // (capacity * 8))
             pools.append(PoolLayout(f, capacity, int(rows)))
         reg = int(min(MAX_REGISTRY, max(4096, sum(p.rows_cap for p in pools))))

@@ -481,8 +481,12 @@ class Store:
     # -- writing ----------------------------------------------------------------
 
     def write(self, sids: np.ndarray, timestamps: np.ndarray, values: np.ndarray, *,
-              now: float | None = None, counter_slot: int | None = None) -> WriteStats:
-        """Store points (timestamps in seconds).  Idempotent: a repeated point overwrites its slot."""
+              now: float | np.ndarray | None = None, counter_slot: int | None = None) -> WriteStats:
+        """Store points (timestamps in seconds).  Idempotent: a repeated point overwrites its slot.
+
+        ``now`` may be one receive time per point (WAL replay re-applies each request's own
+        age limits, so exactly the points acknowledged back then are stored again).
+        """
         stats = WriteStats()
         sids = np.asarray(sids, dtype=np.int64)
         ts = np.asarray(timestamps, dtype=np.int64)
@@ -490,8 +494,9 @@ class Store:
         if not len(sids):
             return stats
         now = time.time() if now is None else now
-        old = ts < int(now) - self.retention
-        fut = ts > int(now) + MAX_FUTURE_SECONDS
+        inow = now.astype(np.int64) if isinstance(now, np.ndarray) else int(now)
+        old = ts < inow - self.retention
+        fut = ts > inow + MAX_FUTURE_SECONDS
         stats.too_old = int(old.sum())
         stats.too_far_future = int(fut.sum())
         if stats.too_old or stats.too_far_future:

@@ -17,10 +17,13 @@ from quart_trio import QuartTrio
 
 from cc import proc
 from cc.clusters import MetricCatalog, load_clusters
+from cc.db import SCHEMA_VERSION, Database, check_version
 from cc.jwtauth import TokenVerifier, load_public_key
 from cc.netacl import IPAllowList
 from cc.shm import Store
-from cc.webd import metricstore_api
+from cc.webd import admin_api, jobs_api, login, metricstore_api
+from cc.webd import graphql as graphql_api
+from cc.webd.auth import LoginLimiter
 from cc.webd.context import WebContext
 from cc.webd.errors import APIError, error_response, json_response
 
@@ -32,6 +35,16 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.config["CC"] = ctx
     app.config["MAX_CONTENT_LENGTH"] = ctx.cfg.metric_store.max_body_bytes
     app.register_blueprint(metricstore_api.bp)
+    app.register_blueprint(jobs_api.bp)
+    app.register_blueprint(admin_api.bp)
+    app.register_blueprint(login.bp)
+    app.register_blueprint(graphql_api.bp)
+    app.secret_key = ctx.cfg.secret("SESSION_KEY")
+    app.config["SESSION_COOKIE_NAME"] = "session"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = bool(ctx.cfg.main.get("https-cert-file"))
+    app.config["PERMANENT_SESSION_LIFETIME"] = ctx.cfg.session_max_age or 10 * 365 * 86400
 
     @app.errorhandler(APIError)
     async def on_api_error(e: APIError) -> Response:
@@ -45,6 +58,12 @@ def create_app(ctx: WebContext) -> QuartTrio:
     async def on_405(e) -> Response:
         return error_response(405, "method not allowed on this endpoint")
 
+    @app.errorhandler(500)
+    async def on_500(e) -> Response:
+        original = getattr(e, "original_exception", None) or e
+        log.error("internal error: %s", original, exc_info=original if isinstance(original, BaseException) else None)
+        return error_response(500, f"internal error: {type(original).__name__}: {original}")
+
     @app.route("/api/healthz")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
@@ -56,6 +75,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     @app.after_serving
     async def close_clients() -> None:
         await app.config["INGEST_CLIENT"].aclose()
+        ctx.db.close()
 
     return app
 
@@ -69,9 +89,23 @@ def build_context(cfg, instance: str, slot: int, ingest_url: str) -> WebContext:
         if not pub:
             raise SystemExit("JWT_PUBLIC_KEY is not set (in .env or the environment)")
         verifier = TokenVerifier(load_public_key(pub))
+    if not cfg.secret("SESSION_KEY"):
+        raise SystemExit("SESSION_KEY is not set (in .env or the environment)")
+    version = check_version(cfg.db_path)
+    if version != SCHEMA_VERSION:
+        raise SystemExit(f"job database {cfg.db_path} has version {version}, expected {SCHEMA_VERSION}: "
+                         "run 'cc-supervise migrate-db'")
     return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=MetricCatalog(clusters, cfg.metrics),
                       verifier=verifier, allow=IPAllowList(cfg.api_allowed_ips), ingest_url=ingest_url,
-                      slot=slot, query_limiter=trio.CapacityLimiter(4))
+                      slot=slot, query_limiter=trio.CapacityLimiter(4), db=Database(cfg.db_path),
+                      archive=open_archive(cfg), login_limiter=LoginLimiter())
+
+
+def open_archive(cfg):
+    """The job archive (finished jobs are served from it)."""
+    from cc.archive import JobArchive
+
+    return JobArchive(cfg.archive_path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
 from cc.clusters import Cluster, MetricCatalog
 from cc.config import Config
+from cc.db import Database
 from cc.jwtauth import TokenVerifier
 from cc.netacl import IPAllowList
 from cc.shm import Store
@@ -24,6 +26,9 @@ class WebContext:
     ingest_url: str
     slot: int
     query_limiter: trio.CapacityLimiter
+    db: Database
+    archive: Any
+    login_limiter: Any
 
     @property
     def store_socket(self):

@@ -1,0 +1,3 @@
+from cc.adapter.cli import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The archiver child process (``python -m cc.archiverd``); see :mod:`cc.archiverd.app`."""

@@ -1,0 +1,3 @@
+from cc.archiverd.app import main
+
+main()

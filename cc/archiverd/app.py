@@ -1,0 +1,295 @@
+"""The archiver process: moves finished jobs from shared memory into the job archive.
+
+Its work queue is the database itself (stopped jobs with monitoring status 1, see
+``cc.db._jobs.archive_queue``), so nothing is lost when this process, the web process or
+the whole machine goes down: a job leaves the queue only in the transaction that marks
+it archived, after its directory was written atomically.  A failed attempt is recorded
+(``job_archive_status``) and retried after 10 s, doubling up to an hour; after
+:data:`MAX_ATTEMPTS` the job is marked "archiving failed" (monitoring status 2).  Both are
+configurable: ``archive.retry-delay`` (Go duration) and ``archive.max-attempts``.
+
+The web process sends ``{"cmd": "wake"}`` to ``var/run/archiver.sock`` after a
+stop_job so archiving starts at once; the queue is also polled every few seconds.
+``{"cmd": "status"}`` reports queue length, counters and the last errors.  The process
+also runs cc-backend's duration worker (``cron.duration-worker``, default 1 minute).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from cc import ipc, jobdata, proc
+from cc.archive import ArchiveError, JobArchive, job_meta
+from cc.clusters import Cluster, MetricCatalog, load_cluster_file
+from cc.config import Config, ConfigError, parse_duration
+from cc.db import Database, Job
+from cc.db import _jobs as jobs
+from cc.db import _tags as tags
+from cc.shm import Store
+from cc.shm import _layout as SL
+
+log = logging.getLogger("archiver")
+
+POLL_INTERVAL = 5.0
+BATCH = 16
+BASE_BACKOFF = 10
+MAX_BACKOFF = 3600
+MAX_ATTEMPTS = 10  # 10 s, 20 s, ... 1 h: about 2.4 h of retries before giving up
+NATIVE_SCOPE_MAX_NODES = 8  # core/hwthread series are archived for jobs up to this size (cc-backend: core, <= 8)
+CHEAP_SCOPES = ("socket", "memoryDomain", "die", "accelerator")  # few series per node: always archived
+
+
+def backoff(attempts: int, base: float = BASE_BACKOFF) -> int:
+    """Seconds before the next attempt after ``attempts`` failed ones (base x 2^(n-1), at most 1 h)."""
+    return int(min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1)))
+
+
+def archive_scopes(native: str, num_nodes: int) -> list[str]:
+    """Scopes archived for a metric: node always, plus its native scope when affordable."""
+    if native == "node":
+        return ["node"]
+    if native in CHEAP_SCOPES or num_nodes <= NATIVE_SCOPE_MAX_NODES:
+        return ["node", native]
+    return ["node"]
+
+
+class ClusterSet:
+    """cluster.json files of the archive, re-read when one changes (so a fixed file takes effect)."""
+
+    def __init__(self, root: Path, metrics):
+        self.root = root
+        self.metrics = metrics
+        self._stamp: tuple | None = None
+        self.clusters: dict[str, Cluster] = {}
+        self.errors: dict[str, str] = {}
+        self.catalog = MetricCatalog({}, metrics)
+
+    def refresh(self) -> None:
+        files = []
+        try:
+            for e in sorted(os.scandir(self.root), key=lambda e: e.name):
+                f = Path(e.path) / "cluster.json"
+                if e.is_dir() and not e.name.startswith("."):
+                    try:
+                        st = f.stat()
+                        files.append((e.name, st.st_mtime_ns, st.st_size))
+                    except FileNotFoundError:
+                        pass
+        except FileNotFoundError:
+            pass
+        stamp = tuple(files)
+        if stamp == self._stamp:
+            return
+        clusters, errors = {}, {}
+        for name, _, _ in files:
+            try:
+                clusters[name] = load_cluster_file(self.root / name / "cluster.json")
+            except (ConfigError, OSError) as e:
+                errors[name] = str(e)
+        self.clusters, self.errors, self._stamp = clusters, errors, stamp
+        self.catalog = MetricCatalog(clusters, self.metrics)
+
+    def get(self, name: str) -> Cluster:
+        c = self.clusters.get(name)
+        if c is None:
+            raise LookupError(self.errors.get(name) or f"cluster {name!r}: no cluster.json in the job archive "
+                              f"({self.root / name / 'cluster.json'})")
+        return c
+
+
+class Archiver:
+    def __init__(self, db: Database, store: Store, archive: JobArchive, clusters: ClusterSet, *,
+                 minimum_points: int = jobdata.DEFAULT_MINIMUM_POINTS, retry_delay: float = BASE_BACKOFF,
+                 max_attempts: int = MAX_ATTEMPTS):
+        self.db = db
+        self.store = store
+        self.archive = archive
+        self.clusters = clusters
+        self.minimum_points = minimum_points
+        self.retry_delay = retry_delay
+        self.max_attempts = max_attempts
+        self.next_due: float | None = None  # earliest retry time of a failure seen by this process
+        self.wake = trio.Event()
+        self.archived = 0
+        self.failed_attempts = 0
+        self.given_up = 0
+        self.busy: int | None = None
+        self.last_errors: deque[dict[str, Any]] = deque(maxlen=20)
+        self.last_pass: float | None = None
+
+    # -- one job ------------------------------------------------------------------------------
+
+    def build(self, job: Job) -> dict[str, Any]:
+        """Load, compute and write one job's archive directory (blocking; runs in a thread)."""
+        self.archive.version()
+        cluster = self.clusters.get(job.cluster)
+        sc = jobdata.subcluster_of(job, cluster)
+        by_scopes: dict[tuple[str, ...], list[str]] = {}
+        for name, m in sc.metrics.items():
+            by_scopes.setdefault(tuple(archive_scopes(m.scope, job.num_nodes)), []).append(name)
+        data: dict[str, Any] = {}
+        errors: list[str] = []
+        for scopes, metrics in by_scopes.items():
+            data.update(jobdata.load_running(job, cluster, self.store, self.clusters.catalog, metrics, list(scopes),
+                                             0, minimum_points=self.minimum_points, errors=errors,
+                                             statistics_series=False))
+        if errors:
+            log.info("job %d (%s): %d selections failed, e.g. %s", job.id, job.job_id, len(errors), errors[0])
+        jobdata.add_statistics_series(data)
+        stats = jobdata.job_statistics(data, job, cluster)
+        job.footprint = jobdata.footprint(job, cluster, stats)
+        job.energy, job.energy_footprint = jobdata.energy(job, cluster, stats)
+        meta = job_meta(job, stats)
+        self.archive.write(meta, data)
+        return meta
+
+    async def archive_one(self, job: Job) -> bool:
+        self.busy = job.id
+        started = time.monotonic()
+        try:
+            job.tags = await self.db.read(tags.job_tags, job.id, None)
+            meta = await trio.to_thread.run_sync(self.build, job)
+            await self.db.write(jobs.mark_archived, job.id, meta.get("footprint") or {},
+                                meta.get("energyFootprint") or {}, float(meta.get("energy") or 0.0))
+        except Exception as e:  # every failure is recorded and retried; the loop must go on
+            await self._failed(job, e)
+            return False
+        finally:
+            self.busy = None
+        self.archived += 1
+        log.info("archived job %d (jobId %d, %s, %d nodes) in %.2fs", job.id, job.job_id, job.cluster, job.num_nodes,
+                 time.monotonic() - started)
+        return True
+
+    async def _failed(self, job: Job, exc: Exception) -> None:
+        expected = isinstance(exc, (LookupError, ValueError, OSError, ArchiveError))
+        msg = f"{type(exc).__name__}: {exc}" if not expected or isinstance(exc, OSError) else str(exc)
+        now = int(time.time())
+
+        def record(conn: sqlite3.Connection) -> tuple[int, int | None]:
+            st = jobs.archive_status(conn, job.id)
+            attempts = (st["attempts"] if st else 0) + 1
+            nxt = None if attempts >= self.max_attempts else now + max(1, backoff(attempts, self.retry_delay))
+            jobs.mark_archive_failure(conn, job.id, msg, nxt, now)
+            return attempts, nxt
+
+        try:
+            attempts, nxt = await self.db.write(record)
+        except sqlite3.Error as e:
+            log.error("job %d: archiving failed (%s) and recording the failure failed too: %s", job.id, msg, e)
+            return
+        self.failed_attempts += 1
+        if nxt is not None:
+            self.next_due = nxt if self.next_due is None else min(self.next_due, nxt)
+        self.last_errors.append({"id": job.id, "jobId": job.job_id, "cluster": job.cluster, "error": msg,
+                                 "attempts": attempts, "time": now, "nextAttempt": nxt})
+        if nxt is None:
+            self.given_up += 1
+            log.error("archiving job %d (jobId %d) failed %d times, giving up: %s", job.id, job.job_id, attempts, msg)
+        else:
+            log.error("archiving job %d (jobId %d) failed (attempt %d, next in %ds): %s", job.id, job.job_id,
+                      attempts, nxt - now, msg, exc_info=not expected)
+
+    # -- loops --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            self.wake = trio.Event()  # a wake-up arriving while we work is kept for the next round
+            try:
+                await trio.to_thread.run_sync(self.clusters.refresh)
+                queue = await self.db.read(jobs.archive_queue, None, BATCH)
+            except sqlite3.Error as e:
+                log.warning("reading the archive queue failed: %s; retrying", e)
+                queue = []
+            self.last_pass = time.time()
+            if queue and self._restore_pending():
+                log.info("the store process is still restoring metric data from disk; archiving waits")
+                queue = []
+            for job in queue:
+                await self.archive_one(job)
+            if len(queue) == BATCH:
+                continue
+            wait = POLL_INTERVAL
+            if self.next_due is not None:  # wake up for a retry that falls due before the next poll
+                wait = min(wait, max(0.05, self.next_due - time.time()))
+                if self.next_due <= time.time() + wait:
+                    self.next_due = None
+            with trio.move_on_after(wait):
+                await self.wake.wait()
+
+    def _restore_pending(self) -> bool:
+        """Fresh shared memory that the store process has not refilled yet would archive holes."""
+        return int(self.store.hdr[SL.H_RESTORE]) == SL.RESTORE_PENDING
+
+    async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
+        cmd = msg.get("cmd")
+        if cmd == "wake":
+            self.wake.set()
+            return {"ok": True}
+        if cmd == "status":
+            try:
+                queue = await self.db.read(jobs.queue_length)
+            except sqlite3.Error as e:
+                queue = None
+                log.warning("status: cannot count the queue: %s", e)
+            return {"ok": True, "pid": os.getpid(), "queue": queue, "busy": self.busy, "archived": self.archived,
+                    "failedAttempts": self.failed_attempts, "givenUp": self.given_up, "lastPass": self.last_pass,
+                    "lastErrors": list(self.last_errors)}
+        if cmd == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        return {"ok": False, "error": f"unknown command {cmd!r} (wake, status, ping)"}
+
+
+async def duration_worker(db: Database, interval: float) -> None:
+    """cc-backend's duration worker: keep the duration of running jobs current for sorting and filters."""
+    while True:
+        await trio.sleep(interval)
+        try:
+            n = await db.write(jobs.update_running_durations)
+            log.debug("updated the duration of %d running jobs", n)
+        except sqlite3.Error as e:
+            log.warning("duration worker: %s", e)
+
+
+def _duration_interval(cfg: Config) -> float:
+    cron = cfg.raw.get("cron") or {}
+    value = cron.get("duration-worker", "1m") if isinstance(cron, dict) else "1m"
+    interval = parse_duration(value, what="cron.duration-worker")
+    if interval <= 0:
+        raise ConfigError("cron.duration-worker must be positive")
+    return interval
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = proc.child_args("Archiver: moves finished jobs from shared memory into the job archive.").parse_args(argv)
+    cfg, instance = proc.load(args)
+    logger = proc.setup_logging("archiver")
+    store = Store.attach(instance)
+    db = Database(cfg.db_path, readers=2)
+    res = cfg.main.get("resampling") or {}
+    arch = cfg.raw.get("archive") or {}
+    archiver = Archiver(db, store, JobArchive(cfg.archive_path), ClusterSet(cfg.archive_path, cfg.metrics),
+                        minimum_points=int(res.get("minimum-points") or jobdata.DEFAULT_MINIMUM_POINTS),
+                        retry_delay=parse_duration(arch.get("retry-delay", BASE_BACKOFF), what="archive.retry-delay"),
+                        max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)))
+    interval = _duration_interval(cfg)
+    logger.info("archiver started: archive %s, database %s", cfg.archive_path, cfg.db_path)
+
+    async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
+        await nursery.start(ipc.serve, cfg.run_dir / "archiver.sock", archiver.handle)
+        nursery.start_soon(archiver.run)
+        nursery.start_soon(duration_worker, db, interval)
+        await shutdown.wait()
+
+    try:
+        proc.run(run_app, logger)
+    finally:
+        db.close()

@@ -1,0 +1,150 @@
+"""Users (``hpc_user``), their roles and projects, and per-user UI settings (``configuration``)."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+import bcrypt
+import orjson
+
+from cc.db._filters import Viewer
+from cc.db._model import ROLES
+
+AUTH_LOCAL, AUTH_LDAP, AUTH_TOKEN = 0, 1, 2
+
+
+class UserError(ValueError):
+    pass
+
+
+@dataclass
+class User:
+    username: str
+    roles: list[str] = field(default_factory=list)
+    projects: list[str] = field(default_factory=list)
+    name: str | None = None
+    email: str | None = None
+    auth_source: int = AUTH_LOCAL
+    password_hash: str | None = None
+
+    def viewer(self) -> Viewer:
+        return Viewer(self.username, tuple(self.roles), tuple(self.projects))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"username": self.username, "name": self.name or "", "email": self.email or "",
+                "roles": self.roles, "projects": self.projects}
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+
+
+def check_password(user: User, password: str) -> bool:
+    if not user.password_hash:
+        return False
+    try:
+        return bcrypt.checkpw(password.encode(), user.password_hash.encode())
+    except ValueError:
+        return False
+
+
+def _user(row) -> User:
+    return User(username=row[0], password_hash=row[1], auth_source=row[2] or 0, name=row[3],
+                roles=list(orjson.loads(row[4] or "[]")), email=row[5], projects=list(orjson.loads(row[6] or "[]")))
+
+
+_COLS = "username, password, ldap, name, roles, email, projects"
+
+
+def get_user(conn: sqlite3.Connection, username: str) -> User | None:
+    row = conn.execute(f"SELECT {_COLS} FROM hpc_user WHERE username = ?", (username,)).fetchone()
+    return _user(row) if row else None
+
+
+def list_users(conn: sqlite3.Connection, special_only: bool = False) -> list[User]:
+    users = [_user(r) for r in conn.execute(f"SELECT {_COLS} FROM hpc_user ORDER BY username")]
+    if special_only:
+        users = [u for u in users if set(u.roles) - {"user"}]
+    return users
+
+
+def validate_roles(roles: list[str]) -> list[str]:
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise UserError(f"unknown role {bad[0]!r} (valid: {', '.join(ROLES)})")
+    return roles
+
+
+def add_user(conn: sqlite3.Connection, username: str, roles: list[str], password: str | None = None,
+             name: str | None = None, email: str | None = None, projects: list[str] | None = None,
+             auth_source: int = AUTH_LOCAL) -> User:
+    if not username or any(c in username for c in "/\\\n\t ") or len(username) > 255:
+        raise UserError(f"invalid username {username!r}")
+    validate_roles(roles)
+    if get_user(conn, username):
+        raise UserError(f"user {username!r} already exists")
+    pw = hash_password(password) if password else None
+    conn.execute(f"INSERT INTO hpc_user ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (username, pw, auth_source, name, orjson.dumps(roles).decode(), email,
+                  orjson.dumps(projects or []).decode()))
+    return get_user(conn, username)  # type: ignore[return-value]
+
+
+def delete_user(conn: sqlite3.Connection, username: str) -> bool:
+    return conn.execute("DELETE FROM hpc_user WHERE username = ?", (username,)).rowcount > 0
+
+
+def set_password(conn: sqlite3.Connection, username: str, password: str) -> bool:
+    return conn.execute("UPDATE hpc_user SET password = ? WHERE username = ?",
+                        (hash_password(password), username)).rowcount > 0
+
+
+def update_user(conn: sqlite3.Connection, username: str, *, add_role: str | None = None,
+                remove_role: str | None = None, add_project: str | None = None,
+                remove_project: str | None = None) -> User:
+    """cc-backend's single-field changes of ``POST /api/user/{id}``."""
+    user = get_user(conn, username)
+    if user is None:
+        raise LookupError(f"no user {username!r}")
+    if add_role:
+        validate_roles([add_role])
+        if add_role in user.roles:
+            raise UserError(f"user {username!r} already has role {add_role!r}")
+        user.roles.append(add_role)
+    if remove_role:
+        if remove_role not in user.roles:
+            raise UserError(f"user {username!r} does not have role {remove_role!r}")
+        if remove_role == "manager" and user.projects:
+            raise UserError("remove the manager's projects before the manager role")
+        user.roles.remove(remove_role)
+    if add_project:
+        if "manager" not in user.roles:
+            raise UserError(f"user {username!r} is not a manager; only managers have projects")
+        if add_project in user.projects:
+            raise UserError(f"user {username!r} already manages project {add_project!r}")
+        user.projects.append(add_project)
+    if remove_project:
+        if remove_project not in user.projects:
+            raise UserError(f"user {username!r} does not manage project {remove_project!r}")
+        user.projects.remove(remove_project)
+    conn.execute("UPDATE hpc_user SET roles = ?, projects = ? WHERE username = ?",
+                 (orjson.dumps(user.roles).decode(), orjson.dumps(user.projects).decode(), username))
+    return user
+
+
+def get_config(conn: sqlite3.Connection, username: str) -> dict[str, Any]:
+    out = {}
+    for key, value in conn.execute("SELECT confkey, value FROM configuration WHERE username = ?", (username,)):
+        try:
+            out[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def set_config(conn: sqlite3.Connection, username: str, key: str, value: Any) -> None:
+    conn.execute("INSERT INTO configuration (username, confkey, value) VALUES (?, ?, ?) "
+                 "ON CONFLICT(username, confkey) DO UPDATE SET value = excluded.value",
+                 (username, key, orjson.dumps(value).decode()))

@@ -1,0 +1,56 @@
+"""A job as the API returns it: database row + archived statistics + metric data from shm or archive."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from cc import ipc
+from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job
+
+log = logging.getLogger("web.jobs")
+
+
+def job_json(job: Job, *, with_meta: bool = True) -> dict[str, Any]:
+    return job.to_json(with_meta=with_meta)
+
+
+async def attach_statistics(ctx, found: list[Job]) -> None:
+    """Archived jobs carry their statistics in meta.json (cc-backend reads them from there too)."""
+    archived = [j for j in found if j.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL]
+    if not archived or ctx.archive is None:
+        return
+
+    def load() -> None:
+        for j in archived:
+            try:
+                j.statistics = ctx.archive.load_meta(j.cluster, j.job_id, j.start_time).get("statistics")
+            except (OSError, ValueError) as e:
+                log.warning("archived meta.json of job %d unreadable: %s", j.id, e)
+
+    await trio.to_thread.run_sync(load)
+
+
+async def job_data(ctx, job: Job, metrics: list[str] | None, scopes: list[str], resolution: int = 0) -> dict:
+    """cc's JobData for a job: from shared memory while it runs or waits for the archiver, else the archive."""
+    from cc import jobdata
+
+    cluster = ctx.clusters.get(job.cluster)
+    if cluster is None:
+        raise LookupError(f"cluster {job.cluster!r} of job {job.id} is not configured")
+    if job.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL:
+        return await trio.to_thread.run_sync(
+            lambda: jobdata.load_archived(ctx.archive, job, metrics, scopes, resolution), limiter=ctx.query_limiter)
+    return await trio.to_thread.run_sync(
+        lambda: jobdata.load_running(job, cluster, ctx.store, ctx.catalog, metrics, scopes, resolution),
+        limiter=ctx.query_limiter)
+
+
+async def notify_archiver(ctx) -> None:
+    """Wake the archiver so a stopped job is archived now; if it is down, its queue poll finds the job."""
+    try:
+        await ipc.request(ctx.cfg.run_dir / "archiver.sock", {"cmd": "wake"}, timeout=5)
+    except (ipc.IPCError, OSError, trio.TooSlowError) as e:
+        log.info("archiver not reachable (%s); it will pick the job up from its queue", e)
