@@ -87,22 +87,24 @@ def decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
 class AcceptBalancer:
     """Decides whether this process should accept the next connection now.
 
-    ``load()`` gives our active connections and the others'; a busier process
-    yields a few milliseconds so an idle sibling picks the connection up.
+    ``load()`` gives our open connections and the fewest any live sibling has.  A
+    busier process stays out of ``accept()`` while a less busy sibling exists, so that
+    sibling gets the next connection (the kernel would otherwise pick at random among
+    the processes waiting in accept).  ``max_defer`` bounds the wait in case a sibling
+    is alive but stuck.
     """
 
-    def __init__(self, load: Callable[[], tuple[int, int]], max_defer: float = 0.02):
+    def __init__(self, load: Callable[[], tuple[int, int]], max_defer: float = 1.0):
         self.load = load
         self.max_defer = max_defer
 
     async def wait_turn(self) -> None:
-        waited = 0.0
-        while waited < self.max_defer:
+        deadline = trio.current_time() + self.max_defer
+        while trio.current_time() < deadline:
             mine, least_other = self.load()
             if mine <= least_other:
                 return
             await trio.sleep(0.002)
-            waited += 0.002
 
 
 async def serve(listener: trio.SocketListener, handler: Handler, *, max_body: int,
@@ -119,13 +121,13 @@ async def serve(listener: trio.SocketListener, handler: Handler, *, max_body: in
                 log.warning("accept failed: %s", e)
                 await trio.sleep(0.1)
                 continue
+            if on_conn:  # counted before the next accept, so siblings see it at once
+                on_conn(+1)
             nursery.start_soon(_connection, stream, handler, max_body, on_conn)
 
 
 async def _connection(stream: trio.SocketStream, handler: Handler, max_body: int,
                       on_conn: Callable[[int], None] | None) -> None:
-    if on_conn:
-        on_conn(+1)
     try:
         peer = stream.socket.getpeername()
         peer_s = peer[0] if isinstance(peer, tuple) else str(peer)

@@ -45,12 +45,33 @@ class IngestApp:
         self.sibling_slots = [INGEST_SLOT_BASE + i for i in range(nworkers) if INGEST_SLOT_BASE + i != slot]
         self.limiter = trio.CapacityLimiter(1)
         self.procs = store.procs
+        self._liveness: dict[int, tuple[bool, float]] = {}
         self.counters = store.counters[slot]
 
     def load(self) -> tuple[int, int]:
         mine = int(self.procs[self.slot, PR_ACTIVE])
-        others = [int(self.procs[s, PR_ACTIVE]) for s in self.sibling_slots if self.procs[s, PR_PID]]
+        others = [int(self.procs[s, PR_ACTIVE]) for s in self.sibling_slots if self._alive(int(self.procs[s, PR_PID]))]
         return mine, (min(others) if others else mine)
+
+    def _alive(self, pid: int) -> bool:
+        """A sibling's slot counts only while its process lives (a killed one leaves its pid behind)."""
+        if not pid:
+            return False
+        now = time.monotonic()
+        cached = self._liveness.get(pid)
+        if cached and now - cached[1] < 0.5:
+            return cached[0]
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        self._liveness[pid] = (alive, now)
+        if len(self._liveness) > 64:
+            self._liveness = {pid: (alive, now)}
+        return alive
 
     def on_conn(self, delta: int) -> None:
         self.procs[self.slot, PR_ACTIVE] += delta

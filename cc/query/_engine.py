@@ -161,7 +161,7 @@ def _run_query(req: QueryRequest, q: Query, parts: list[Part], store: Store, agg
             multi = counts > 1
             if aggregation == "avg" and multi.any():
                 values[multi] /= counts[multi, None]
-        elif pre is not None:
+        elif pre is not None and q.scale_by not in (0.0, 1.0):
             values = values.copy()  # a view into the joint read: scaling must not touch other queries
         skip = _leading_gap(values, req.with_padding)
         if skip:

@@ -54,13 +54,15 @@ async def query() -> Response:
         raise APIError(400, str(e)) from None
     resampling = ctx.cfg.main.get("resampling") or {}
     minimum = int(resampling.get("minimum-points", 1000) or 1000)
+    def run() -> bytes:  # encoding a large answer takes long: not on the event loop
+        result = execute(req, ctx.store, ctx.clusters, ctx.catalog, minimum_points=minimum, numpy_data=True)
+        return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+
     try:
-        result = await trio.to_thread.run_sync(
-            lambda: execute(req, ctx.store, ctx.clusters, ctx.catalog, minimum_points=minimum, numpy_data=True),
-            limiter=ctx.query_limiter)
+        body = await trio.to_thread.run_sync(run, limiter=ctx.query_limiter)
     except QueryError as e:
         raise APIError(400, str(e)) from None
-    return json_response(result)
+    return Response(body, mimetype="application/json")
 
 
 @bp.route("/api/free", methods=["POST"])
