@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ["ingest", "memory", "query", "restart"]
+BENCHES = ["ingest", "memory", "query", "restart", "wal_ingest", "snapshot", "restart_disk", "initdb", "archive_load",
+           "joblist_graphql", "agent"]
 HERE = Path(__file__).resolve().parent
 
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(flush=True)
     print("== summary")
     for name, rc, dt in summary:
-        print(f"   {name:<8} {'ok' if rc == 0 else f'FAILED (exit {rc})':<18} {dt:6.0f} s")
+        print(f"   {name:<12} {'ok' if rc == 0 else f'FAILED (exit {rc})':<18} {dt:6.0f} s")
     return 0 if all(rc == 0 for _, rc, _ in summary) else 1
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from cc.archive import JobArchive
 from cc.clusters import Cluster, MetricCatalog, SubCluster, Topology
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job
 from cc.query import Query, QueryRequest, execute, resample
@@ -104,12 +105,12 @@ def _host_queries(metric: str, native: str, scope: str, res: dict[str, Any], top
     return [(q(scope, [str(i)]), _Want(metric, scope, host, str(i))) for i in _touched(topo, scope, set(hw))]
 
 
-def build_queries(job: Job, cluster: Cluster, metrics: Iterable[str] | None, scopes: Iterable[str],
+def build_queries(job: Job, cluster: Cluster, metrics: Iterable[str] | None, scopes: Iterable[str] | None,
                   resolution: int = 0) -> list[tuple[Query, _Want]]:
     """The store queries for a job, each with the metric, scope, host and series id it answers."""
     sc = subcluster_of(job, cluster)
     names = list(sc.metrics) if metrics is None else [m for m in metrics if m in sc.metrics]
-    wanted_scopes = [s for s in (list(scopes) or ["node"]) if s in GRANULARITY]
+    wanted_scopes = [s for s in (list(scopes or ()) or ["node"]) if s in GRANULARITY]
     out: list[tuple[Query, _Want]] = []
     for metric in names:
         native = sc.metrics[metric].scope
@@ -143,7 +144,7 @@ def _stats(avg: float, mn: float, mx: float) -> dict[str, float]:
 
 
 def load_running(job: Job, cluster: Cluster, store: Store, catalog: MetricCatalog, metrics: list[str] | None,
-                 scopes: list[str], resolution: int = 0, *, minimum_points: int = DEFAULT_MINIMUM_POINTS,
+                 scopes: list[str] | None, resolution: int = 0, *, minimum_points: int = DEFAULT_MINIMUM_POINTS,
                  now: float | None = None, errors: list[str] | None = None,
                  statistics_series: bool = True) -> dict[str, Any]:
     """JobData of a running (or stopped, not yet archived) job from shared memory.
@@ -244,7 +245,7 @@ def _resample_metric(jm: dict[str, Any], resolution: int, minimum_points: int) -
     return out
 
 
-def load_archived(archive, job: Job, metrics: list[str] | None, scopes: list[str] | None, resolution: int = 0,
+def load_archived(archive: JobArchive, job: Job, metrics: list[str] | None, scopes: list[str] | None, resolution: int = 0,
                   *, minimum_points: int = DEFAULT_MINIMUM_POINTS, statistics_series: bool = True) -> dict[str, Any]:
     """JobData of an archived job from ``data.json``: selected metrics/scopes, LTTB-downsampled to ``resolution``.
 
@@ -261,7 +262,7 @@ def load_archived(archive, job: Job, metrics: list[str] | None, scopes: list[str
 
 
 def load(job: Job, cluster: Cluster, *, store: Store | None = None, catalog: MetricCatalog | None = None,
-         archive=None, metrics: list[str] | None = None, scopes: list[str] | None = None,
+         archive: JobArchive | None = None, metrics: list[str] | None = None, scopes: list[str] | None = None,
          resolution: int = 0, minimum_points: int = DEFAULT_MINIMUM_POINTS) -> dict[str, Any]:
     """From the archive once archived, else from shared memory (running, waiting for or failed archiving)."""
     if job.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL and job.state != "running":

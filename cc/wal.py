@@ -47,7 +47,8 @@ import trio
 import zstandard
 
 from cc.shm import _layout as L
-from cc.shm._store import SeriesKey, Store
+from cc.shm._registry import SeriesKey
+from cc.shm._store import Store
 
 log = logging.getLogger("wal")
 

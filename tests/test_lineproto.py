@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from cc.config import MetricSpec
 from cc.ingestd.lineproto import SCOPE_TYPES, LineError, LineParser, Parsed
-from cc.shm._store import SeriesKey
+from cc.shm._registry import SeriesKey
 
 NOW = 1_763_600_123
 KNOWN = {"cpu_load": 60, "mem_bw": 30, "flops any": 10, "a,b": 10, "proc_run": 60}
@@ -756,3 +756,17 @@ def test_scope_without_id_is_accepted_as_cc_metric_store_does():
     keys = [p.key(int(k)) for k in parsed.kids]
     assert (keys[0].type, keys[0].type_id) == ("socket", "")
     assert (keys[1].stype, keys[1].stype_id) == ("device", "")
+
+
+def test_forgotten_keys_keep_their_kid_and_can_be_restored():
+    p = make_parser()
+    line = b"cpu_load,cluster=c1,hostname=n1,type=node value=1 1763600000"
+    kid = int(p.parse(line, None, NOW).kids[0])
+    key = p.key(kid)
+    p.forget([kid])
+    with pytest.raises(KeyError):
+        p.key(kid)
+    assert int(p.parse(line, None, NOW).kids[0]) == kid  # the prefix cache still knows it
+    assert p.frequency(kid) == 60
+    p.restore(kid, key)
+    assert p.key(kid) == key

@@ -87,6 +87,7 @@ class Ingestor:
             got = self.store.resolve(keys, freqs, counter_slot=self.slot)
             # Only successes are cached: a series refused for the memory cap may fit later.
             self.kid_sid[missing] = np.where(got >= 0, got, -1)
+            self.parser.forget(missing[got >= 0].tolist())
             sids = self.kid_sid[parsed.kids]
             if (sids < 0).any():
                 lookup = dict(zip(missing.tolist(), got.tolist(), strict=True))
@@ -105,7 +106,12 @@ class Ingestor:
                 res.wal_seq = self.wal.append(kids, ts, values, now, self._describe)
         if ws.remapped:
             for old, new in ws.remapped.items():
-                self.kid_sid[self.kid_sid == old] = new if new >= 0 else -1
+                kids = np.flatnonzero(self.kid_sid == old)
+                self.kid_sid[kids] = new if new >= 0 else -1
+                if new < 0:  # refused on re-registration: the next request tries again with the key
+                    key = self.store.key_of(old)
+                    for kid in kids.tolist():
+                        self.parser.restore(kid, key)
         res.written = ws.written
         res.too_old = ws.too_old
         res.too_far_future = ws.too_far_future
@@ -113,4 +119,9 @@ class Ingestor:
         return res
 
     def _describe(self, kid: int) -> tuple[SeriesKey, int]:
-        return self.parser.key(kid), self.parser.frequency(kid)
+        """Key and frequency of a kid for the WAL's key table (the parser forgets resolved keys)."""
+        try:
+            key = self.parser.key(kid)
+        except KeyError:
+            key = self.store.key_of(int(self.kid_sid[kid]))
+        return key, self.parser.frequency(kid)

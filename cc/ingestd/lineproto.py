@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -37,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cc.config import MetricSpec
-from cc.shm._store import SeriesKey
+from cc.shm._registry import SeriesKey
 
 __all__ = ["LineError", "LineParser", "Parsed", "SCOPE_TYPES"]
 
@@ -393,7 +394,7 @@ class LineParser:
         self._caches: dict[str | None, dict[bytes, int]] = {}
         self._cache_size = 0
         self._kid_of: dict[SeriesKey, int] = {}
-        self._keys: list[SeriesKey] = []
+        self._keys: list[SeriesKey | None] = []
         self._specs: list[MetricSpec] = []
 
     # --- kids -----------------------------------------------------------------------------
@@ -402,7 +403,29 @@ class LineParser:
         return len(self._keys)
 
     def key(self, kid: int) -> SeriesKey:
-        return self._keys[kid]
+        key = self._keys[kid]
+        if key is None:
+            raise KeyError(f"key of kid {kid} was forgotten (the caller resolved it)")
+        return key
+
+    def forget(self, kids) -> None:
+        """Drop the keys of kids the caller has resolved to series ids.
+
+        A worker sees every series of the cluster; keeping their keys would cost a few
+        hundred bytes per series in every ingest process.  A raw prefix seen later still
+        maps to its kid through the prefix cache; only a new spelling of a forgotten key
+        gets a new kid (which resolves to the same series).
+        """
+        for kid in kids:
+            key = self._keys[kid]
+            if key is not None:
+                if self._kid_of.get(key) == kid:
+                    del self._kid_of[key]
+                self._keys[kid] = None
+
+    def restore(self, kid: int, key: SeriesKey) -> None:
+        """Give a forgotten kid its key back (its series id became invalid)."""
+        self._keys[kid] = key
 
     def frequency(self, kid: int) -> int:
         return self._specs[kid].frequency
@@ -705,4 +728,5 @@ def _canonical_key(prefix: bytes, default_cluster: str | None) -> SeriesKey:
         stype, stype_id = "filesystem", _decode(raw_fs, "tag 'filesystem'")
     else:
         stype = stype_id = ""
-    return SeriesKey(cluster, host, metric, scope, type_id, stype, stype_id)
+    # interned: thousands of series share these few strings, and a worker keeps every key it saw
+    return SeriesKey(*map(sys.intern, (cluster, host, metric, scope, type_id, stype, stype_id)))

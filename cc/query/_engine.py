@@ -14,6 +14,7 @@ from cc.query._select import Part, Selector
 from cc.shm import ReadResult, Store
 
 NAN = float("nan")
+STATS_CHUNK = 128
 
 
 @dataclass
@@ -213,8 +214,18 @@ def _scale_and_describe(req: QueryRequest, q: Query, b: _Block) -> None:
 
 
 def _stats(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """NaN-ignoring mean, min and max of each row (NaN for rows without values)."""
-    total, mn, mx = v.sum(axis=1), v.min(axis=1), v.max(axis=1)
+    """NaN-ignoring mean, min and max of each row (NaN for rows without values).
+
+    Large blocks go in row chunks so that the second and third reduction read from the
+    CPU cache instead of memory.
+    """
+    n = v.shape[0]
+    total, mn, mx = np.empty(n), np.empty(n), np.empty(n)
+    for a in range(0, n, STATS_CHUNK):
+        c = v[a:a + STATS_CHUNK]
+        c.sum(axis=1, out=total[a:a + STATS_CHUNK])
+        c.min(axis=1, out=mn[a:a + STATS_CHUNK])
+        c.max(axis=1, out=mx[a:a + STATS_CHUNK])
     avg = total / v.shape[1]
     holes = np.flatnonzero(np.isnan(total))  # rows with a NaN (or +inf and -inf): the careful way
     if len(holes):

@@ -30,6 +30,15 @@ class _Index:
         for item in zip(sids, keys, strict=True):
             self.types.setdefault(item[1].type, {}).setdefault(item[1].type_id, []).append(item)
 
+    def by_id(self, scope: str) -> dict[str, list[int]]:
+        """type id -> series ids of a native scope without sub type filter (cached: the hot path)."""
+        cache = self.__dict__.setdefault("_by_id", {})
+        got = cache.get(scope)
+        if got is None:
+            got = cache[scope] = {tid: _stype_filter(items, None, None)
+                                  for tid, items in self.types.get(scope, {}).items()}
+        return got
+
     def all_of(self, scope: str) -> Series:
         return [item for items in self.types.get(scope, {}).values() for item in items]
 
@@ -128,6 +137,9 @@ class Selector:
             subs: list[str | None] = list(q.subtype_ids) if q.subtype is not None else [None]
             if q.type == "node":  # node series split by a sub type (e.g. per network device)
                 sels = [_stype_filter(idx.all_of("node"), q.subtype, sub) for sub in subs]
+            elif q.subtype is None and q.type in idx.types:  # native scope, the common case
+                native = idx.by_id(q.type)
+                sels = [native.get(tid, []) for tid in q.type_ids]
             else:
                 sels = [self._typed(q, idx, tid, sub) for tid in q.type_ids for sub in subs]
             if q.aggreg:

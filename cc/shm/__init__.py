@@ -12,18 +12,9 @@ Public surface:
 """
 
 from cc.shm._layout import COUNTER_INDEX, COUNTERS, Layout
+from cc.shm._registry import REJECT_MEMCAP, REJECT_REGISTRY_FULL, REJECT_UNKNOWN_FREQUENCY, SeriesKey
 from cc.shm._segments import instance_id, list_segments, unlink_all
-from cc.shm._store import (
-    MAX_FUTURE_SECONDS,
-    REJECT_MEMCAP,
-    REJECT_REGISTRY_FULL,
-    REJECT_UNKNOWN_FREQUENCY,
-    LayoutMismatch,
-    ReadResult,
-    SeriesKey,
-    Store,
-    WriteStats,
-)
+from cc.shm._store import MAX_FUTURE_SECONDS, LayoutMismatch, ReadResult, Store, WriteStats
 
 __all__ = [
     "COUNTERS",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = 0x4343_5348_4D31  # "CCSHM1"
-VERSION = 1
+VERSION = 2
 
 # -- header (int64 words) ---------------------------------------------------
 H_MAGIC = 0
@@ -82,11 +82,16 @@ COUNTERS = (
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 
 # -- registry entry ----------------------------------------------------------
+# khash/hhash: 64-bit hashes of the whole key and of (cluster, host).  Every process
+# finds series by scanning these columns with numpy instead of keeping its own
+# dictionary of all keys (which cost ~1 KB per series in every process).
 ENTRY_DTYPE = np.dtype(
     [
         ("key_off", "<i8"),
         ("row", "<i8"),
         ("gen", "<i8"),
+        ("khash", "<i8"),
+        ("hhash", "<i8"),
         ("key_len", "<i4"),
         ("pool", "<i2"),
         ("flags", "<i2"),

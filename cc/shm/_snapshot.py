@@ -39,7 +39,8 @@ import orjson
 import zstandard
 
 from cc.shm import _layout as L
-from cc.shm._store import SeriesKey, Store
+from cc.shm._registry import SeriesKey
+from cc.shm._store import Store
 
 MAGIC = b"CCSNAP01"
 FRAME = struct.Struct("<4sIQQI")

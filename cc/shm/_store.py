@@ -20,41 +20,20 @@ Concurrency protocol (see also ``cc/shm/README.md``):
 from __future__ import annotations
 
 import math
-import os
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
 from cc.shm import _layout as L
 from cc.shm._locks import LockSet
+from cc.shm._registry import (
+    RegistryMixin,
+)
 from cc.shm._segments import Segment, segment_exists, segment_name, unlink_all
 
 MAX_FUTURE_SECONDS = 600
-REJECT_MEMCAP = -3
-REJECT_REGISTRY_FULL = -4
-REJECT_UNKNOWN_FREQUENCY = -5
-
-
-class SeriesKey(NamedTuple):
-    """One series: (cluster, host, metric, scope type, type id, sub type, sub type id)."""
-
-    cluster: str
-    host: str
-    metric: str
-    type: str = "node"
-    type_id: str = ""
-    stype: str = ""
-    stype_id: str = ""
-
-    def encode(self) -> bytes:
-        return "\x1f".join(self).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> SeriesKey:
-        return cls(*raw.decode().split("\x1f"))
+GATHER_CHUNK = 96
 
 
 class LayoutMismatch(RuntimeError):
@@ -111,7 +90,7 @@ class _Pool:
         del self.data, self.flat, self.meta, self.free
 
 
-class Store:
+class Store(RegistryMixin):
     """A process's view of the shared store.  Create with :meth:`create` (supervisor) or :meth:`attach`."""
 
     def __init__(self, instance: str, hdr: Segment, reg: Segment, blob: Segment, locks: Segment,
@@ -132,11 +111,9 @@ class Store:
         self.counters = self.hdr[L.H_COUNTERS:L.H_PROCS].reshape(L.COUNTER_SLOTS, L.COUNTERS_PER_SLOT)
         self.procs = self.hdr[L.H_PROCS:L.HEADER_WORDS].reshape(L.COUNTER_SLOTS, L.PROC_WORDS)
         self._pool_by_freq = {p.frequency: p.index for p in pools}
-        self._known = 0
-        self._index_lock = threading.Lock()
-        self._by_key: dict[SeriesKey, int] = {}
-        self._by_host: dict[tuple[str, str], dict[str, list[int]]] = {}
-        self._hosts: dict[str, set[str]] = {}
+        self._reg_khash = self.reg["khash"]
+        self._reg_hhash = self.reg["hhash"]
+        self._init_registry_caches()
 
     # -- creation / attachment ------------------------------------------------
 
@@ -242,176 +219,12 @@ class Store:
     def pool_for_frequency(self, frequency: int) -> int | None:
         return self._pool_by_freq.get(frequency)
 
-    def sync(self) -> int:
-        """Index registry entries published since the last call; returns the entry count."""
-        count = int(self.hdr[L.H_REG_COUNT])
-        if count == self._known:
-            return count
-        with self._index_lock:
-            for sid in range(self._known, count):
-                e = self.reg[sid]
-                off, n = int(e["key_off"]), int(e["key_len"])
-                key = SeriesKey.decode(self.blob[off:off + n].tobytes())
-                self._by_key[key] = sid
-                self._by_host.setdefault((key.cluster, key.host), {}).setdefault(key.metric, []).append(sid)
-                self._hosts.setdefault(key.cluster, set()).add(key.host)
-            self._known = max(self._known, count)
-        return count
-
-    def key_of(self, sid: int) -> SeriesKey:
-        e = self.reg[sid]
-        off, n = int(e["key_off"]), int(e["key_len"])
-        return SeriesKey.decode(self.blob[off:off + n].tobytes())
-
-    def is_alive(self, sid: int) -> bool:
-        if self._reg_flags[sid] & L.FLAG_RELEASED:
-            return False
-        pool = self.pools[int(self._reg_pool[sid])]
-        return int(pool.meta[int(self._reg_row[sid]), L.M_GEN]) == int(self._reg_gen[sid])
-
-    def lookup(self, key: SeriesKey) -> int | None:
-        self.sync()
-        sid = self._by_key.get(key)
-        if sid is None or not self.is_alive(sid):
-            return None
-        return sid
-
-    def clusters(self) -> list[str]:
-        self.sync()
-        return sorted(self._hosts)
-
-    def hosts(self, cluster: str) -> list[str]:
-        self.sync()
-        return sorted(self._hosts.get(cluster, ()))
-
-    def series_of_host(self, cluster: str, host: str) -> dict[str, list[int]]:
-        """metric -> live series ids of one host."""
-        self.sync()
-        out: dict[str, list[int]] = {}
-        for metric, sids in self._by_host.get((cluster, host), {}).items():
-            live = [s for s in sids if self.is_alive(s)]
-            if live:
-                out[metric] = live
-        return out
-
     def frequency_of(self, sid: int) -> int:
         return self.pools[int(self._reg_pool[sid])].frequency
 
     def frequencies_of(self, sids: list[int] | np.ndarray) -> np.ndarray:
         table = np.array([p.frequency for p in self.pools], dtype=np.int64)
         return table[self._reg_pool[np.asarray(sids, dtype=np.int64)]]
-
-    def resolve(self, keys: list[SeriesKey], frequencies: list[int], counter_slot: int | None = None) -> np.ndarray:
-        """Series ids for ``keys``, registering the missing ones (negative = rejected, see REJECT_*)."""
-        out = np.empty(len(keys), dtype=np.int64)
-        self.sync()
-        missing = []
-        for i, key in enumerate(keys):
-            sid = self._by_key.get(key)
-            if sid is not None and self.is_alive(sid):
-                out[i] = sid
-            else:
-                missing.append(i)
-        if not missing:
-            return out
-        with self.locks.hold(L.LOCK_REGISTRY):
-            self.sync()
-            todo: dict[SeriesKey, list[int]] = {}
-            for i in missing:
-                key = keys[i]
-                sid = self._by_key.get(key)
-                if sid is not None and self.is_alive(sid):
-                    out[i] = sid
-                else:
-                    todo.setdefault(key, []).append(i)
-            if todo:
-                new = self._register_locked(list(todo), [frequencies[idx[0]] for idx in todo.values()])
-                for sid, idx in zip(new.tolist(), todo.values(), strict=True):
-                    out[idx] = sid
-                self.sync()
-                registered = int((new >= 0).sum())
-                if counter_slot is not None and registered:
-                    self.counters[counter_slot, L.COUNTER_INDEX["series_registered"]] += registered
-        return out
-
-    def _register_locked(self, keys: list[SeriesKey], frequencies: list[int]) -> np.ndarray:
-        """Append registry entries for new keys (registry lock held); one pass per pool."""
-        out = np.full(len(keys), REJECT_UNKNOWN_FREQUENCY, dtype=np.int64)
-        by_pool: dict[int, list[int]] = {}
-        for i, f in enumerate(frequencies):
-            p = self._pool_by_freq.get(f)
-            if p is not None:
-                by_pool.setdefault(p, []).append(i)
-        count = int(self.hdr[L.H_REG_COUNT])
-        off = int(self.hdr[L.H_BLOB_USED])
-        alloc = int(self.hdr[L.H_ALLOC_BYTES])
-        memcap = int(self.hdr[L.H_MEMCAP_BYTES])
-        room = _shm_free_bytes()
-        for p, idxs in by_pool.items():
-            pool = self.pools[p]
-            pbase = L.H_POOLS + p * L.POOL_WORDS
-            row_bytes = pool.cap * 8
-            free_top = int(self.hdr[pbase + L.P_FREE_TOP])
-            next_row = int(self.hdr[pbase + L.P_NEXT_ROW])
-            rows: list[int] = []
-            taken: list[int] = []
-            for i in idxs:
-                if count + len(taken) >= len(self.reg):
-                    out[i] = REJECT_REGISTRY_FULL
-                    continue
-                if alloc + row_bytes > memcap or room < row_bytes:
-                    out[i] = REJECT_MEMCAP
-                    continue
-                if free_top > 0:
-                    free_top -= 1
-                    rows.append(int(pool.free[free_top]))
-                elif next_row < pool.layout.rows_cap:
-                    rows.append(next_row)
-                    next_row += 1
-                else:
-                    out[i] = REJECT_MEMCAP
-                    continue
-                alloc += row_bytes
-                room -= row_bytes
-                taken.append(i)
-            if not taken:
-                continue
-            encoded = [keys[i].encode() for i in taken]
-            lens = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-            if off + int(lens.sum()) > len(self.blob):
-                for i in taken:
-                    out[i] = REJECT_REGISTRY_FULL
-                continue
-            self.hdr[pbase + L.P_FREE_TOP] = free_top
-            self.hdr[pbase + L.P_NEXT_ROW] = next_row
-            r = np.asarray(rows, dtype=np.int64)
-            new_sids = count + np.arange(len(taken))
-            with self.locks.hold(L.LOCK_POOL_BASE + p):
-                meta = pool.meta
-                meta[r, L.M_SEQ] |= 1
-                pool.data[r] = np.nan
-                meta[r, L.M_LAST] = -1
-                meta[r, L.M_FIRST] = -1
-                meta[r, L.M_SID] = new_sids
-                gens = meta[r, L.M_GEN]
-                meta[r, L.M_SEQ] += 1
-            offs = off + np.concatenate(([0], np.cumsum(lens)[:-1]))
-            self.blob[off:off + int(lens.sum())] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-            ent = self.reg[count:count + len(taken)]
-            ent["key_off"] = offs
-            ent["row"] = r
-            ent["gen"] = gens
-            ent["key_len"] = lens
-            ent["pool"] = p
-            ent["flags"] = 0
-            del ent
-            off += int(lens.sum())
-            count += len(taken)
-            self.hdr[L.H_ALLOC_BYTES] = alloc
-            self.hdr[L.H_BLOB_USED] = off
-            self.hdr[L.H_REG_COUNT] = count  # publish: readers may now see these entries
-            out[taken] = new_sids
-        return out
 
     def release(self, sids: list[int] | np.ndarray, counter_slot: int | None = None) -> int:
         """Free the rows of ``sids`` (their data is gone; the keys may register again later)."""
@@ -674,11 +487,16 @@ class Store:
         s = lo % cap
         if width <= cap - s:
             return pool.data[rows, s:s + width]
-        if width <= cap:  # the window wraps around the ring: two copies, which is the cheapest numpy offers
+        if width <= cap:
+            # The window wraps around the ring.  Fancy indexing makes a temporary copy of
+            # each part; doing it in small row chunks keeps that temporary in the CPU cache,
+            # so the second copy costs almost nothing (a whole-array temporary doubled the time).
             out = np.empty((len(rows), width))
             k = cap - s
-            out[:, :k] = pool.data[rows, s:]
-            out[:, k:] = pool.data[rows, :width - k]
+            for a in range(0, len(rows), GATHER_CHUNK):
+                r = rows[a:a + GATHER_CHUNK]
+                out[a:a + len(r), :k] = pool.data[r, s:]
+                out[a:a + len(r), k:] = pool.data[r, :width - k]
             return out
         return pool.data[rows][:, (lo + np.arange(width)) % cap]
 
@@ -792,12 +610,3 @@ class Store:
             "retention_seconds": self.retention,
             "pools": pools,
         }
-
-
-def _shm_free_bytes() -> int:
-    """Room left in /dev/shm minus a safety margin: writing past it would SIGBUS every process."""
-    try:
-        st = os.statvfs("/dev/shm")
-    except OSError:
-        return 1 << 62
-    return st.f_bavail * st.f_frsize - (64 << 20)

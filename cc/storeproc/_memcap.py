@@ -82,11 +82,8 @@ class MemoryCap:
     def host_usage(self) -> dict[tuple[str, str], tuple[int, int, list[int]]]:
         """(cluster, host) -> (bytes, newest timestamp, live series ids)."""
         store = self.store
-        store.sync()
         out: dict[tuple[str, str], tuple[int, int, list[int]]] = {}
-        for ch, metrics in list(store._by_host.items()):
-            sids = [s for lst in metrics.values() for s in lst]
-            arr = np.asarray(sids, dtype=np.int64)
+        for ch, arr in store.series_by_host().items():
             last = store.last_bins(arr)
             live = last >= 0
             if not live.any():
