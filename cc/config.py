@@ -146,6 +146,7 @@ class Config:
     metric_store: MetricStoreConfig
     metrics: dict[str, MetricSpec]
     cluster_settings: dict[str, dict[str, Any]]
+    adapter_config: Path | None = None
 
     @property
     def main(self) -> dict[str, Any]:
@@ -300,6 +301,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
         raise ConfigError("main.api-allowed-ips must be a list of strings")
     session_age = main.get("session-max-age", auth.get("session-max-age", "168h"))
+    adapter = _section(raw, "slurm-adapter")
+    adapter_config = None
+    if adapter:
+        if not isinstance(adapter.get("config"), str) or not adapter["config"]:
+            raise ConfigError("slurm-adapter.config: path of the adapter's JSON configuration is required")
+        adapter_config = _resolve(base, adapter["config"])
+        if not adapter_config.is_file():
+            raise ConfigError(f"slurm-adapter.config: {adapter_config} does not exist")
     return Config(
         path=cfg_path,
         base_dir=base,
@@ -317,4 +326,5 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         metric_store=ms,
         metrics=metrics,
         cluster_settings=cluster_settings,
+        adapter_config=adapter_config,
     )

@@ -199,6 +199,9 @@ class Supervisor:
             pass_fds=(web_fd,), stop_group=1))
         self.children.append(Child("archiver", [py, "-m", "cc.archiverd", *common, "--slot", str(ARCHIVER_SLOT)],
                                    stop_group=1))
+        if self.cfg.adapter_config is not None:  # optional: the Slurm adapter next to slurmctld
+            self.children.append(Child("adapter", [py, "-m", "cc.adapter", "-daemon", "-config",
+                                                   str(self.cfg.adapter_config)], stop_group=0))
 
     # -- running children ---------------------------------------------------------
 
