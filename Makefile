@@ -7,9 +7,9 @@ DEMO_DIR ?= demo
 
 # Debian packages the tests use (real servers started by the tests themselves).
 # Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
-SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client
+SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client chromium chromium-driver
 
-.PHONY: demo test install lint bench clean system-deps
+.PHONY: demo test install lint bench clean system-deps frontend
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Browser assets (uPlot, Swagger UI) from the npm registry, pinned by package-lock.json; served by the
+# web process from frontend/node_modules (Node.js is needed only here, never at run time).
+frontend/node_modules/.installed: frontend/package-lock.json
+	cd frontend && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+frontend: frontend/node_modules/.installed
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -30,11 +38,11 @@ system-deps:
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: install system-deps
+test: install system-deps frontend
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
-demo: install
+demo: install frontend
 	$(PY) -m supervisor.demo --dir $(DEMO_DIR)
 
 bench: install

@@ -33,18 +33,25 @@ async def attach_statistics(ctx, found: list[Job]) -> None:
     await trio.to_thread.run_sync(load)
 
 
-async def job_data(ctx, job: Job, metrics: list[str] | None, scopes: list[str], resolution: int = 0) -> dict:
-    """cc's JobData for a job: from shared memory while it runs or waits for the archiver, else the archive."""
+async def job_data(ctx, job: Job, metrics: list[str] | None, scopes: list[str], resolution: int = 0, *,
+                   minimum_points: int | None = None) -> dict:
+    """cc's JobData for a job: from shared memory while it runs or waits for the archiver, else the archive.
+
+    Series shorter than ``minimum_points`` are never resampled (default: cc-lib's 1000).
+    """
     from cc import jobdata
 
+    points = jobdata.DEFAULT_MINIMUM_POINTS if minimum_points is None else minimum_points
     cluster = ctx.clusters.get(job.cluster)
     if cluster is None:
         raise LookupError(f"cluster {job.cluster!r} of job {job.id} is not configured")
     if job.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL:
         return await trio.to_thread.run_sync(
-            lambda: jobdata.load_archived(ctx.archive, job, metrics, scopes, resolution), limiter=ctx.query_limiter)
+            lambda: jobdata.load_archived(ctx.archive, job, metrics, scopes, resolution, minimum_points=points),
+            limiter=ctx.query_limiter)
     return await trio.to_thread.run_sync(
-        lambda: jobdata.load_running(job, cluster, ctx.store, ctx.catalog, metrics, scopes, resolution),
+        lambda: jobdata.load_running(job, cluster, ctx.store, ctx.catalog, metrics, scopes, resolution,
+                                     minimum_points=points),
         limiter=ctx.query_limiter)
 
 

@@ -56,7 +56,7 @@ async def load_data(c: GQLContext, job: Job, metrics: list[str] | None, scopes: 
     if names == []:
         return {}
     try:
-        return await job_data(c.web, job, names, scopes, resolution)
+        return await job_data(c.web, job, names, scopes, resolution, minimum_points=c.minimum_points)
     except (LookupError, ValueError, OSError) as e:
         raise GraphQLError(f"loading metric data of job {job.id} failed: {e}") from None
 

@@ -1,0 +1,189 @@
+// Canvas charts of the job view: the roofline (flops_any over arithmetic intensity against the subcluster's
+// peaks, colour = time) and the polar plot of the footprint metrics (average and maximum relative to peak).
+
+import {fmtShort, h, PREFIXES} from "./util.js";
+
+function setupCanvas(canvas, width, height) {
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  canvas.style.width = width + "px";
+  canvas.style.height = height + "px";
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  return ctx;
+}
+
+const toGiga = (value, unit) => value * (PREFIXES[unit?.prefix || ""] ?? 1) / 1e9;
+
+/**
+ * Roofline points from node-scope flops_any and mem_bw data of a job: per host and time step
+ * {x: intensity (F/B), y: GF/s, t: 0..1}.
+ */
+export function rooflinePoints(flops, membw) {
+  const out = [];
+  if (!flops?.series || !membw?.series) return out;
+  for (const fs of flops.series) {
+    const ms = membw.series.find((s) => s.hostname === fs.hostname && (s.id || null) === (fs.id || null));
+    if (!ms) continue;
+    const n = Math.min(fs.data.length, ms.data.length);
+    for (let i = 0; i < n; i++) {
+      const f = fs.data[i], m = ms.data[i];
+      if (f === null || m === null || !(f > 0) || !(m > 0)) continue;
+      const gf = toGiga(f, flops.unit), gb = toGiga(m, membw.unit);
+      out.push({x: gf / gb, y: gf, t: n > 1 ? i / (n - 1) : 1});
+    }
+  }
+  return out;
+}
+
+/** Peaks of a subcluster in GF/s and GB/s. */
+export function subclusterPeaks(sc) {
+  return {simd: toGiga(sc.flopRateSimd.value, sc.flopRateSimd.unit), scalar: toGiga(sc.flopRateScalar.value, sc.flopRateScalar.unit),
+          bw: toGiga(sc.memoryBandwidth.value, sc.memoryBandwidth.unit)};
+}
+
+export function drawRoofline(container, points, peaks, {width = 420, height = 300} = {}) {
+  const canvas = h("canvas", {class: "roofline", dataset: {roofline: "", points: points.length}});
+  container.replaceChildren(canvas);
+  const ctx = setupCanvas(canvas, width, height);
+  const pad = {l: 52, r: 12, t: 12, b: 38};
+  const W = width - pad.l - pad.r, H = height - pad.t - pad.b;
+  let top = peaks.simd || 1, bottom = top, left = 0.01, right = 1000;
+  for (const p of points) {
+    if (p.y > top) top = p.y;
+    if (p.y < bottom) bottom = p.y;
+    if (p.x < left) left = p.x;
+    if (p.x > right) right = p.x;
+  }
+  const x0 = Math.max(Math.floor(Math.log10(left)), -6), x1 = Math.min(Math.ceil(Math.log10(right)), 6);
+  const y1 = Math.ceil(Math.log10(top * 1.5));
+  const y0 = Math.max(Math.min(y1 - 5, Math.floor(Math.log10(bottom))), y1 - 12);
+  const X = (v) => pad.l + ((Math.log10(v) - x0) / (x1 - x0)) * W;
+  const Y = (v) => pad.t + H - ((Math.log10(v) - y0) / (y1 - y0)) * H;
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, width, height);
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.strokeStyle = "#e3e3e3";
+  ctx.fillStyle = "#555";
+  ctx.lineWidth = 1;
+  for (let e = x0; e <= x1; e++) {
+    const x = X(10 ** e);
+    ctx.beginPath(); ctx.moveTo(x, pad.t); ctx.lineTo(x, pad.t + H); ctx.stroke();
+    ctx.textAlign = "center";
+    ctx.fillText(fmtShort(10 ** e), x, pad.t + H + 14);
+  }
+  for (let e = y0; e <= y1; e++) {
+    const y = Y(10 ** e);
+    ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(pad.l + W, y); ctx.stroke();
+    ctx.textAlign = "right";
+    ctx.fillText(fmtShort(10 ** e), pad.l - 6, y + 4);
+  }
+  ctx.textAlign = "center";
+  ctx.fillText("Arithmetic intensity [FLOP/byte]", pad.l + W / 2, height - 6);
+  ctx.save();
+  ctx.translate(12, pad.t + H / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText("Performance [GFLOP/s]", 0, 0);
+  ctx.restore();
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(pad.l, pad.t, W, H);
+  ctx.clip();
+  const roof = (peak, color, dash) => {
+    if (!(peak > 0) || !(peaks.bw > 0)) return;
+    const knee = peak / peaks.bw;
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 2;
+    ctx.setLineDash(dash);
+    ctx.beginPath();
+    ctx.moveTo(X(10 ** x0), Y(peaks.bw * 10 ** x0));
+    ctx.lineTo(X(knee), Y(peak));
+    ctx.lineTo(X(10 ** x1), Y(peak));
+    ctx.stroke();
+    ctx.setLineDash([]);
+  };
+  roof(peaks.simd, "#000", []);
+  roof(peaks.scalar, "#666", [5, 4]);
+  for (const p of points) {
+    ctx.fillStyle = `hsl(${Math.round(240 - 240 * p.t)}, 85%, 45%)`;
+    ctx.beginPath();
+    ctx.arc(X(p.x), Y(p.y), 2.5, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+  ctx.restore();
+  if (!points.length) {
+    ctx.fillStyle = "#888";
+    ctx.textAlign = "center";
+    ctx.fillText("No flops_any/mem_bw data", pad.l + W / 2, pad.t + H / 2);
+  }
+  return canvas;
+}
+
+/** Polar plot. axes: [{name, avg, max}] with values relative to peak (1.0 = peak). */
+export function drawPolar(container, axes, {size = 300} = {}) {
+  const shown = {avg: true, max: true};
+  const canvas = h("canvas", {class: "polar", dataset: {polar: "", axes: axes.length}});
+  const legend = h("div", {class: "polar-legend"},
+    [["max", "Maximum", "rgba(220, 50, 50, 0.9)"], ["avg", "Average", "rgba(40, 90, 200, 0.9)"]].map(([k, label, c]) =>
+      h("button", {type: "button", class: "legend-toggle", dataset: {series: k}, onclick: (e) => {
+        shown[k] = !shown[k];
+        e.currentTarget.classList.toggle("off", !shown[k]);
+        draw();
+      }}, h("span", {class: "swatch", style: {background: c}}), label)));
+  container.replaceChildren(canvas, legend);
+  const draw = () => {
+    const ctx = setupCanvas(canvas, size, size);
+    const cx = size / 2, cy = size / 2 + 4, R = size / 2 - 46;
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, size, size);
+    ctx.font = "11px system-ui, sans-serif";
+    if (axes.length < 3) {
+      ctx.fillStyle = "#888";
+      ctx.textAlign = "center";
+      ctx.fillText(axes.length ? "Too few footprint metrics" : "No footprint metrics", cx, cy);
+      return;
+    }
+    const angle = (i) => -Math.PI / 2 + (2 * Math.PI * i) / axes.length;
+    ctx.strokeStyle = "#ddd";
+    for (const r of [0.25, 0.5, 0.75, 1]) {
+      ctx.beginPath();
+      axes.forEach((_, i) => {
+        const a = angle(i);
+        ctx[i ? "lineTo" : "moveTo"](cx + Math.cos(a) * R * r, cy + Math.sin(a) * R * r);
+      });
+      ctx.closePath();
+      ctx.stroke();
+    }
+    ctx.fillStyle = "#444";
+    axes.forEach((ax, i) => {
+      const a = angle(i);
+      ctx.strokeStyle = "#ccc";
+      ctx.beginPath(); ctx.moveTo(cx, cy); ctx.lineTo(cx + Math.cos(a) * R, cy + Math.sin(a) * R); ctx.stroke();
+      ctx.textAlign = Math.abs(Math.cos(a)) < 0.2 ? "center" : Math.cos(a) > 0 ? "left" : "right";
+      ctx.fillText(ax.name, cx + Math.cos(a) * (R + 8), cy + Math.sin(a) * (R + 8) + 4);
+    });
+    ctx.fillStyle = "#999";
+    ctx.textAlign = "left";
+    ctx.fillText("1.0", cx + 3, cy - R + 10);
+    const poly = (key, fill, stroke) => {
+      if (!shown[key]) return;
+      ctx.beginPath();
+      axes.forEach((ax, i) => {
+        const a = angle(i), v = Math.max(0, Math.min(1.2, ax[key] || 0));
+        ctx[i ? "lineTo" : "moveTo"](cx + Math.cos(a) * R * v, cy + Math.sin(a) * R * v);
+      });
+      ctx.closePath();
+      ctx.fillStyle = fill;
+      ctx.fill();
+      ctx.strokeStyle = stroke;
+      ctx.lineWidth = 2;
+      ctx.stroke();
+      ctx.lineWidth = 1;
+    };
+    poly("max", "rgba(220, 50, 50, 0.25)", "rgba(220, 50, 50, 0.9)");
+    poly("avg", "rgba(40, 90, 200, 0.3)", "rgba(40, 90, 200, 0.9)");
+  };
+  draw();
+  return canvas;
+}
