@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO_DIR ?= demo
+DEMO_ARGS ?=
 
 # Debian packages the tests use (real servers started by the tests themselves).
 # Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
@@ -43,7 +44,7 @@ test: install system-deps frontend
 	$(VENV)/bin/pytest -q
 
 demo: install frontend
-	$(PY) -m supervisor.demo --dir $(DEMO_DIR)
+	$(PY) -m supervisor.demo --dir $(DEMO_DIR) $(DEMO_ARGS)
 
 bench: install
 	$(PY) bench/run_all.py

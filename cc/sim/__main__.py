@@ -1,0 +1,5 @@
+import sys
+
+from cc.sim.cli import main
+
+sys.exit(main())
