@@ -1,4 +1,5 @@
-"""Shared fixtures: real shared-memory stores with unique names, cleaned up after each test."""
+"""Shared fixtures: real shared-memory stores with unique names, cleaned up after each test; the
+headless-browser fixtures of the UI test modules (which each define their own ``inst``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 import pytest
 
 from cc.shm import Layout, Store, unlink_all
+from tests.ui_helpers import b, browser  # noqa: F401  (fixtures for the UI test modules)
 
 
 @pytest.fixture

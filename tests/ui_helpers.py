@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 CHROMIUM = os.environ.get("CC_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CC_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -143,7 +144,11 @@ class Browser:
         return [e[ELEMENT] for e in self.cmd("POST", "/elements", {"using": "css selector", "value": css})]
 
     def click(self, css: str) -> None:
-        self.cmd("POST", f"/element/{self.find(css)}/click", {})
+        el = self.find(css)
+        # centred, so that the sticky navigation bar never covers it
+        self.cmd("POST", "/execute/sync", {"script": "arguments[0].scrollIntoView({block: 'center', inline: 'nearest'})",
+                                           "args": [{ELEMENT: el}]})
+        self.cmd("POST", f"/element/{el}/click", {})
 
     def type(self, css: str, text: str, clear: bool = True) -> None:
         el = self.find(css)
@@ -283,10 +288,11 @@ NOTICE = "Maintenance window on Friday 8:00-10:00"
 JOB_SCRIPT = "#!/bin/bash\n#SBATCH --nodes=1\nsrun ./simulate --steps 1000\n"
 
 
-def start_ui_installation(root: Path):
+def start_ui_installation(root: Path, extra_config: dict[str, Any] | None = None):
     """A running installation with users, two clusters, running and archived jobs with metric data.
 
     Returns the Installation with ``ids`` (name -> database id), ``t_now`` and ``clusters``.
+    ``extra_config`` is merged into ``config.json``'s ``main`` section.
     """
     from tests.graphql_helpers import add_users, rest, settle_archiver, start_job, stop_job
     from tests.helpers import Installation, small_cluster
@@ -296,7 +302,8 @@ def start_ui_installation(root: Path):
         for m in doc["metricConfig"]:
             if m["name"] in ("flops_any", "mem_bw"):
                 m["unit"]["prefix"] = "G"
-    inst = Installation(root, ingest_workers=1, retention="3h", clusters=clusters, extra_config=UI_CONFIG)
+    config = {"main": {**UI_CONFIG["main"], **((extra_config or {}).get("main") or {})}}
+    inst = Installation(root, ingest_workers=1, retention="3h", clusters=clusters, extra_config=config)
     inst.start()
     try:
         add_users(inst)
@@ -339,3 +346,42 @@ def start_ui_installation(root: Path):
     except BaseException:
         inst.stop()
         raise
+
+
+# -- shared pytest fixtures for the browser test modules -------------------------------------------
+# A module imports `browser` and `b` and defines an `inst` fixture (its installation with an "admin"
+# user whose password is "pw-admin").
+
+PLOTS_READY = "return document.body.dataset.plotsReady === '1'"
+
+
+@pytest.fixture(scope="module")
+def browser(inst, tmp_path_factory):
+    """One headless Chromium per module, logged in as admin."""
+    missing = browser_available()
+    if missing:
+        pytest.skip(missing)
+    b = Browser(tmp_path_factory.mktemp("chromium"))
+    try:
+        login(b, inst.web, "admin", "pw-admin")
+        b.console_errors()
+        yield b
+    finally:
+        b.quit()
+
+
+@pytest.fixture
+def b(browser, tmp_path):
+    """The shared browser; afterwards: a screenshot, and no console errors allowed."""
+    browser.console_errors()  # drop what earlier tests left
+    yield browser
+    browser.screenshot(tmp_path / "screenshot.png")
+    errors = browser.console_errors()
+    assert not errors, "browser console errors:\n" + "\n".join(errors)
+
+
+def open_page(b: Browser, inst, path: str, ready: str | None = PLOTS_READY, timeout: float = 30) -> None:
+    """Load a page and wait until it says it is ready (plots drawn by default)."""
+    b.get(inst.web + path)
+    if ready:
+        b.wait(ready, timeout=timeout, what=f"{path} ready")

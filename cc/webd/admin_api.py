@@ -21,6 +21,16 @@ def _ctx():
     return current_app.config["CC"]
 
 
+async def delete_user_for(admin: str, username: str | None) -> None:
+    """Delete a user on behalf of an admin (REST API and settings page alike); never oneself."""
+    if not username:
+        raise APIError(400, "'username' is required")
+    if username == admin:
+        raise APIError(422, "you cannot delete yourself")
+    if not await _ctx().db.write(users.delete_user, username):
+        raise APIError(404, f"no user {username!r}")
+
+
 @bp.route("/api/clusters/", methods=["GET"])
 @bp.route("/api/clusters", methods=["GET"])
 @rest_route()
@@ -51,12 +61,7 @@ async def get_users() -> Response:
 async def delete_user() -> Response:
     form = await request.form
     username = form.get("username") or request.args.get("username")
-    if not username:
-        raise APIError(400, "'username' is required")
-    if username == g.viewer.username:
-        raise APIError(422, "you cannot delete yourself")
-    if not await _ctx().db.write(users.delete_user, username):
-        raise APIError(404, f"no user {username!r}")
+    await delete_user_for(g.viewer.username, username)
     return json_response({"msg": f"Deleted user {username}"})
 
 

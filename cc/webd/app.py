@@ -21,7 +21,7 @@ from cc.db import SCHEMA_VERSION, Database, check_version
 from cc.jwtauth import TokenVerifier, load_public_key
 from cc.netacl import IPAllowList
 from cc.shm import Store
-from cc.webd import admin_api, jobs_api, live, login, metricstore_api, pages
+from cc.webd import admin_api, config_api, jobs_api, live, login, metricstore_api, pages
 from cc.webd import graphql as graphql_api
 from cc.webd.auth import LoginLimiter
 from cc.webd.context import WebContext
@@ -37,6 +37,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.register_blueprint(metricstore_api.bp)
     app.register_blueprint(jobs_api.bp)
     app.register_blueprint(admin_api.bp)
+    app.register_blueprint(config_api.bp)  # settings page administration (session cookie)
     app.register_blueprint(login.bp)
     app.register_blueprint(graphql_api.bp)
     app.register_blueprint(pages.bp)  # web UI pages and static files

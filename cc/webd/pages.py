@@ -8,15 +8,19 @@ module (``frontend/static/js/pages/*.js``) then loads its data through the Graph
 browser is sent to ``/login?redirect=<page>``.
 
 Navigation follows cc-backend's roles (auth levels api 1 < user 2 < manager 3 < support 4
-< admin 5); views not built yet render a placeholder page, so every link works.
+< admin 5); a page a role may not open answers 403 with a message page.  The search bar
+of the navigation is ``GET /search?searchId=...`` (cc-backend's searchbar: keywords
+``jobId:``, ``jobName:``, ``projectId:``, ``arrayJobId:``, ``username:``, ``name:``, or a
+hierarchical guess), answered with a redirect to the right list or page.
 
 Adding a page: a route decorated with :func:`page_route` that returns
 ``render("<template>.html", title, nav="<NAV key>", script="<name>", page={...})``; the
 template extends ``base.html`` (navigation, notice, ``#cc-page`` JSON with the user, the
 clusters, ``main.resampling`` and ``page``), and ``frontend/static/js/pages/<name>.js``
 builds the page from the shared modules (``gql.js``, ``settings.js``, ``plot.js``,
-``filters.js``, ``joblist.js``, ``jobinfo.js``, ``select.js``, ``charts.js``, ``live.js``).
-Remove the view's entry from ``PLACEHOLDERS`` when it exists.
+``filters.js``, ``joblist.js``, ``listview.js``, ``jobinfo.js``, ``select.js``, ``charts.js``,
+``histogram.js``, ``timerange.js``, ``live.js``).  Guard it with :func:`require` for the
+minimum role, and add it to ``NAV`` if it belongs in the navigation.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from quart import Blueprint, Response, abort, current_app, g, redirect, render_template, request, send_file
 
 from cc.db import Viewer
 from cc.db import _jobs as jobsdb
 from cc.db import _stats as statsdb
+from cc.db import _tags as tagsdb
+from cc.db._filters import build_where, like_escape
+from cc.db._users import get_user
 from cc.webd.auth import session_viewer
 
 log = logging.getLogger("web.pages")
@@ -248,15 +255,45 @@ async def jobs_page_slash() -> Response:
     return redirect("/monitoring/jobs/" + ("?" + qs if qs else ""), 301)
 
 
+async def message_page(title: str, message: str, status: int, *, nav: str | None = None, kind: str = "info",
+                       link: tuple[str, str] | None = None) -> Response:
+    return await render("message.html", f"{title} - ClusterCockpit", nav=nav, message=message, status=status,
+                        kind=kind, link=link)
+
+
+async def forbidden(message: str, nav: str | None = None) -> Response:
+    return await message_page("Forbidden", message, 403, nav=nav, kind="danger")
+
+
+def _manages_user(conn, viewer: Viewer, username: str) -> bool:
+    """A manager may open the page of a user who ran jobs in one of the projects the manager manages."""
+    if not viewer.projects:
+        return False
+    marks = ",".join("?" * len(viewer.projects))
+    row = conn.execute(f"SELECT 1 FROM job WHERE hpc_user = ? AND project IN ({marks}) LIMIT 1",
+                       (username, *viewer.projects)).fetchone()
+    return row is not None
+
+
 @bp.route("/monitoring/user/<username>", methods=["GET"])
 @page_route
 async def user_jobs_page(username: str) -> Response:
-    """Jobs of one user (phase 2 adds the user's statistics and histograms above the list)."""
+    """One user's jobs: summary, histograms (duration, nodes, selectable metrics) and the job list."""
+    ctx = _ctx()
     viewer = g.viewer
-    if username != viewer.username and auth_level(viewer) < LEVELS["manager"]:
-        return await render("message.html", "Forbidden", message="You may only list your own jobs.", status=403)
-    return await render("jobs.html", f"User {username} - ClusterCockpit", nav="myjobs" if username == viewer.username
-                        else "users", script="jobs", page={"fixedUser": username})
+    level = auth_level(viewer)
+    own = username == viewer.username
+    if not own:
+        if level < LEVELS["manager"]:
+            return await forbidden("You may only list your own jobs.", nav="myjobs")
+        if not viewer.sees_all and not await ctx.db.read(_manages_user, viewer, username):
+            return await forbidden(f"User {username} has no jobs in the projects you manage.", nav="users")
+    user = await ctx.db.read(get_user, username)
+    short = int(ctx.cfg.main.get("short-running-jobs-duration", 300) or 300)
+    return await render("user.html", f"User {username} - ClusterCockpit", nav="myjobs" if own else "users",
+                        script="user", page={"fixedUser": username, "userName": (user.name or "") if user else "",
+                                             "userEmail": (user.email or "") if user else "",
+                                             "shortDuration": short})
 
 
 @bp.route("/monitoring/job/<int:db_id>", methods=["GET"])
@@ -270,37 +307,197 @@ async def job_page(db_id: int) -> Response:
                             "not see it.", status=404)
     return await render("job.html", f"Job {job.job_id} - ClusterCockpit", nav="jobs", script="job",
                         page={"dbId": db_id, "jobId": job.job_id, "cluster": job.cluster,
-                              "state": job.state})
+                              "state": job.state, "emission": ctx.cfg.main.get("emission-constant") or None})
 
 
 @bp.route("/config", methods=["GET"])
 @page_route
 async def config_page() -> Response:
-    return await render("config.html", "Settings - ClusterCockpit", nav="config", script="config")
+    viewer = g.viewer
+    page: dict[str, Any] = {"canSignTokens": bool(_ctx().cfg.secret("JWT_PRIVATE_KEY"))}
+    if viewer.has("admin"):
+        page["notice"] = _notice()
+    return await render("config.html", "Settings - ClusterCockpit", nav="config", script="config", page=page)
 
 
-PLACEHOLDERS = {  # phase 2 views: (nav key, title)
-    "/monitoring/tags/": ("tags", "Tags"),
-    "/monitoring/users/": ("users", "Users"),
-    "/monitoring/projects/": ("projects", "Projects"),
-    "/monitoring/systems/<cluster>": ("nodes", "Nodes"),
-    "/monitoring/node/<cluster>/<host>": ("nodes", "Node"),
-    "/monitoring/analysis/<cluster>": ("analysis", "Analysis"),
-    "/monitoring/status/<cluster>": ("status", "Status"),
-}
+# -- lists: users, projects, tags ---------------------------------------------------------------
+
+@bp.route("/monitoring/users/", methods=["GET"])
+@page_route
+async def users_page() -> Response:
+    if auth_level(g.viewer) < LEVELS["manager"]:
+        return await forbidden("The user list is for managers, support staff and administrators.")
+    return await render("list.html", "Users - ClusterCockpit", nav="users", script="list", page={"listType": "USER"})
 
 
-def _placeholder(rule: str, key: str, title: str):
-    async def view(**kwargs: str) -> Response:
-        name = " ".join([title, *kwargs.values()])
-        return await render("message.html", f"{name} - ClusterCockpit", nav=key,
-                            message=f"The {title.lower()} view is not available yet.",
-                            link=("/monitoring/jobs/" + (f"?cluster={quote(kwargs['cluster'])}"
-                                                         if "cluster" in kwargs else ""), "Job list"))
-
-    view.__name__ = f"placeholder_{key}_{title.lower()}"
-    bp.add_url_rule(rule, view.__name__, page_route(view), methods=["GET"])
+@bp.route("/monitoring/projects/", methods=["GET"])
+@page_route
+async def projects_page() -> Response:
+    if auth_level(g.viewer) < LEVELS["manager"]:
+        return await forbidden("The project list is for managers, support staff and administrators.")
+    return await render("list.html", "Projects - ClusterCockpit", nav="projects", script="list",
+                        page={"listType": "PROJECT"})
 
 
-for _rule, (_key, _title) in PLACEHOLDERS.items():
-    _placeholder(_rule, _key, _title)
+def tag_counts(conn, viewer: Viewer) -> dict[str, list[dict[str, Any]]]:
+    """Tag type -> its visible tags with the number of visible jobs carrying each (cc-backend's tag list:
+    below support level, global and admin tags only when some visible job has them)."""
+    where = build_where(None, viewer)
+    counts = dict(conn.execute("SELECT jobtag.tag_id, COUNT(*) FROM jobtag JOIN job ON job.id = jobtag.job_id"
+                               f"{where.sql()} GROUP BY jobtag.tag_id", where.params).fetchall())
+    staff = auth_level(viewer) >= LEVELS["support"]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for t in tagsdb.list_tags(conn, viewer):
+        n = counts.get(t.id, 0)
+        if not staff and t.scope in ("global", "admin") and n < 1:
+            continue
+        out.setdefault(t.type, []).append({"id": t.id, "name": t.name, "scope": t.scope, "count": n})
+    return out
+
+
+@bp.route("/monitoring/tags/", methods=["GET"])
+@page_route
+async def tags_page() -> Response:
+    tagmap = await _ctx().db.read(tag_counts, g.viewer)
+    return await render("tags.html", "Tags - ClusterCockpit", nav="tags", script="tags", page={"tagmap": tagmap})
+
+
+# -- cluster views: nodes, node, status, analysis -----------------------------------------------
+
+async def _cluster_view(cluster: str, nav: str, level: str, what: str) -> Response | None:
+    """None if the viewer may open this cluster view, else the error page."""
+    if auth_level(g.viewer) < LEVELS[level]:
+        who = "administrators" if level == "admin" else "support staff and administrators"
+        return await forbidden(f"The {what} view is for {who}.", nav=nav)
+    if cluster not in _ctx().clusters:
+        return await message_page("Unknown cluster", f"There is no cluster {cluster!r}.", 404, nav=nav, kind="danger")
+    return None
+
+
+def _range_args() -> dict[str, Any]:
+    """?from=&to= (unix seconds or RFC 3339) and ?range= of the node views, passed to the page as given."""
+    out: dict[str, Any] = {}
+    for key in ("from", "to", "range", "metric", "node", "subCluster"):
+        v = request.args.get(key)
+        if v:
+            out[key] = v[:100]
+    return out
+
+
+@bp.route("/monitoring/systems/<cluster>", methods=["GET"])
+@page_route
+async def systems_page(cluster: str) -> Response:
+    err = await _cluster_view(cluster, "nodes", "support", "nodes")
+    if err is not None:
+        return err
+    return await render("systems.html", f"Nodes of {cluster} - ClusterCockpit", nav="nodes", script="systems",
+                        page={"cluster": cluster, "args": _range_args()})
+
+
+@bp.route("/monitoring/node/<cluster>/<host>", methods=["GET"])
+@page_route
+async def node_page(cluster: str, host: str) -> Response:
+    err = await _cluster_view(cluster, "nodes", "support", "node")
+    if err is not None:
+        return err
+    sc = _ctx().clusters[cluster].subcluster_for_host(host)
+    return await render("node.html", f"Node {host} ({cluster}) - ClusterCockpit", nav="nodes", script="node",
+                        page={"cluster": cluster, "host": host, "subCluster": sc.name if sc else "",
+                              "args": _range_args()})
+
+
+@bp.route("/monitoring/status/<cluster>", methods=["GET"])
+@page_route
+async def status_page(cluster: str) -> Response:
+    err = await _cluster_view(cluster, "status", "admin", "status")
+    if err is not None:
+        return err
+    return await render("status.html", f"Status of {cluster} - ClusterCockpit", nav="status", script="status",
+                        page={"cluster": cluster})
+
+
+@bp.route("/monitoring/analysis/<cluster>", methods=["GET"])
+@page_route
+async def analysis_page(cluster: str) -> Response:
+    err = await _cluster_view(cluster, "analysis", "support", "analysis")
+    if err is not None:
+        return err
+    return await render("analysis.html", f"Analysis of {cluster} - ClusterCockpit", nav="analysis",
+                        script="analysis", page={"cluster": cluster})
+
+
+# -- search bar ---------------------------------------------------------------------------------
+
+def _visible_value(conn, viewer: Viewer, column: str, value: str) -> str | None:
+    """``value`` if a job the viewer may see has it in ``column`` (hpc_user or project)."""
+    where = build_where(None, viewer)
+    where.add(f"job.{column} = ?", value)
+    row = conn.execute(f"SELECT job.{column} FROM job{where.sql()} LIMIT 1", where.params).fetchone()
+    return row[0] if row else None
+
+
+def _users_by_name(conn, viewer: Viewer, term: str) -> list[str]:
+    """Usernames whose full name contains ``term`` and who have jobs the viewer may see."""
+    where = build_where(None, viewer)
+    where.add("job.hpc_user = hpc_user.username")
+    rows = conn.execute("SELECT hpc_user.username FROM hpc_user WHERE hpc_user.name LIKE ? ESCAPE '\\' AND EXISTS "
+                        f"(SELECT 1 FROM job{where.sql()}) ORDER BY hpc_user.username LIMIT 100",
+                        [f"%{like_escape(term)}%", *where.params]).fetchall()
+    return [r[0] for r in rows]
+
+
+def _jobs_url(**params: str) -> str:
+    return "/monitoring/jobs/?" + urlencode(params)
+
+
+@bp.route("/search", methods=["GET"])
+@page_route
+async def search() -> Response:
+    """cc-backend's search bar: ``keyword:term`` goes to that list, a bare term to the first match of
+    job id -> username -> user's full name -> project -> job name (names and projects for managers and up)."""
+    ctx = _ctx()
+    viewer = g.viewer
+    staff = auth_level(viewer) >= LEVELS["manager"]
+    text = (request.args.get("searchId") or "").strip()
+    if not text:
+        return await message_page("Search", "Empty search.", 400, kind="warning")
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) == 2:
+        key, term = parts
+        if not term:
+            return await message_page("Search", f"Nothing to search for after '{key}:'.", 400, kind="warning")
+        if key == "jobId":
+            return redirect(_jobs_url(jobId=term), 302)
+        if key == "jobName":
+            return redirect(_jobs_url(startTime="last30d", jobName=term), 302)
+        if key == "projectId":
+            return redirect(_jobs_url(projectMatch="eq", project=term), 302)
+        if key == "arrayJobId":
+            if not term.isdigit():
+                return await message_page("Search", "arrayJobId: expected a number.", 400, kind="warning")
+            return redirect(_jobs_url(startTime="last30d", arrayJobId=term), 302)
+        if key in ("username", "name"):
+            if not staff:
+                return await forbidden("Searching users needs the manager, support or admin role.")
+            if key == "username":
+                return redirect("/monitoring/users/?" + urlencode({"user": term, "startTime": "last30d"}), 302)
+            found = await ctx.db.read(_users_by_name, viewer, term)
+            query = [("user", u) for u in found] or [("user", "NoUserNameFound")]
+            return redirect("/monitoring/users/?" + urlencode([*query, ("startTime", "last30d")]), 302)
+        return await message_page("Search", f"Unknown search type: {key} (jobId, jobName, projectId, arrayJobId, "
+                                  "username, name).", 400, kind="warning")
+    if len(parts) != 1:
+        return await message_page("Search", "Malformed search: use 'term' or 'type:term'.", 400, kind="warning")
+    term = parts[0]
+    if term.isdigit():
+        return redirect(_jobs_url(jobId=term), 302)
+    user = await ctx.db.read(_visible_value, viewer, "hpc_user", term)
+    if user is None and staff:
+        names = await ctx.db.read(_users_by_name, viewer, term)
+        user = names[0] if names else None
+    if user is not None and (user == viewer.username or staff):
+        return redirect("/monitoring/user/" + quote(user, safe=""), 302)
+    project = await ctx.db.read(_visible_value, viewer, "project", term)
+    if project is not None:
+        return redirect(_jobs_url(projectMatch="eq", project=project), 302)
+    return redirect(_jobs_url(startTime="last30d", jobName=term), 302)

@@ -16,7 +16,10 @@ import numpy as np
 import trio
 
 from cc.clusters import SCOPE_RANK, Cluster
+from cc.jobdata import _stats as series_stats  # cc-backend's rule: NaN anywhere -> zeros, rounded
 from cc.query import Query, QueryError, QueryRequest, execute
+
+NAN = float("nan")
 
 STATS_SERIES_MIN = 8  # cc-backend adds min/median/max series to metrics with at least this many series
 
@@ -46,12 +49,24 @@ def _ids(cluster: Cluster, host: str, metric: str, scope: str) -> tuple[str, lis
     return (scope, ids) if ids else None
 
 
+def _resolution(cluster: Cluster, host: str, metric: str, resolution: int) -> int:
+    """``resolution`` rounded up to a multiple of the metric's timestep (the query engine needs one), so one
+    request can ask for metrics of different timesteps; 0 (native) when it is not coarser than the timestep."""
+    sc = cluster.subcluster_for_host(host)
+    cm = (sc.metrics.get(metric) if sc is not None else None) or cluster.metrics.get(metric)
+    step = int(cm.timestep) if cm is not None and cm.timestep else 0
+    if resolution <= 0 or step <= 0 or resolution <= step:
+        return 0
+    return -(-resolution // step) * step
+
+
 def _load(web: Any, cluster: Cluster, hosts: list[str], metrics: list[str], scopes: list[str], frm: int, to: int,
           resolution: int, minimum_points: int) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     queries: list[Query] = []
     where: list[tuple[str, str, str, str | None]] = []  # (host, metric, scope, id) of each query
     for host in hosts:
         for metric in metrics:
+            res = _resolution(cluster, host, metric, resolution)
             done: set[str] = set()
             for want in scopes:
                 got = _ids(cluster, host, metric, want)
@@ -61,10 +76,9 @@ def _load(web: Any, cluster: Cluster, hosts: list[str], metrics: list[str], scop
                 done.add(scope)
                 for tid in ids:
                     if tid is None:
-                        queries.append(Query(metric=metric, host=host, resolution=resolution))
+                        queries.append(Query(metric=metric, host=host, resolution=res))
                     else:
-                        queries.append(Query(metric=metric, host=host, type=scope, type_ids=[tid],
-                                             resolution=resolution))
+                        queries.append(Query(metric=metric, host=host, type=scope, type_ids=[tid], resolution=res))
                     where.append((host, metric, scope, tid))
     out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {h: {} for h in hosts}
     if not queries:
@@ -80,7 +94,7 @@ def _load(web: Any, cluster: Cluster, hosts: list[str], metrics: list[str], scop
                 "unit": {"base": cm.unit.get("base") or "", "prefix": cm.unit.get("prefix")},
                 "timestep": int(e.get("resolution") or cm.timestep), "series": [], "statisticsSeries": None})
             jm["series"].append({"hostname": host, "id": tid, "data": e.get("data") or [],
-                                 "statistics": {"avg": e.get("avg"), "min": e.get("min"), "max": e.get("max")}})
+                                 "statistics": series_stats(e.get("avg", NAN), e.get("min", NAN), e.get("max", NAN))})
     for per_host in out.values():
         for scoped in per_host.values():
             for jm in scoped.values():

@@ -127,17 +127,24 @@ def _node_metrics(c: GQLContext, cluster: str, host: str, data: dict[str, Any], 
 @resolver("Query", "nodeMetrics")
 async def resolve_node_metrics(_: Any, info: GraphQLResolveInfo, cluster: str, to: int, nodes: list[str] | None = None,
                                scopes: list[str] | None = None, metrics: list[str] | None = None,
-                               **kw: Any) -> list[dict[str, Any]]:
-    """Node-scope data of the given hosts (all hosts the store has, without ``nodes``)."""
+                               resolution: int | None = None, **kw: Any) -> list[dict[str, Any]]:
+    """Data of the given hosts (all hosts the store has, without ``nodes``).
+
+    Without ``scopes``: node scope, as cc-backend.  With ``scopes`` (our extension, for the
+    node view's scope selector) each metric comes at every listed scope it can be served at,
+    labelled with that scope.  ``resolution`` (extension) downsamples like ``jobMetrics``.
+    """
     c = gctx(info)
     c.require_staff("nodeMetrics")
     frm = kw["from"]
     _range(frm, to)
+    if resolution is not None and resolution < 0:
+        raise GraphQLError("argument 'resolution': must be >= 0 (seconds; 0 = the metric's timestep)")
     names = _metrics(c, cluster, metrics)
     hosts = nodes if nodes is not None else await store_hosts(c.web, cluster)
-    data = await _load(c, cluster, hosts, names, ["node"], frm, to, 0)
+    data = await _load(c, cluster, hosts, names, scopes or ["node"], frm, to, resolution or 0)
     states = await _states(c, cluster)
-    return [_node_metrics(c, cluster, h, data[h], states, True) for h in hosts if data.get(h)]
+    return [_node_metrics(c, cluster, h, data[h], states, node_scope_only=not scopes) for h in hosts if data.get(h)]
 
 
 async def _candidate_hosts(c: GQLContext, cluster: str, sub: str) -> list[str]:

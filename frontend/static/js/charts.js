@@ -43,7 +43,11 @@ export function subclusterPeaks(sc) {
           bw: toGiga(sc.memoryBandwidth.value, sc.memoryBandwidth.unit)};
 }
 
-export function drawRoofline(container, points, peaks, {width = 420, height = 300} = {}) {
+/**
+ * Roofline: dots (points {x: F/B, y: GF/s, t: 0..1 colour}) or, with `heatmap` {tiles: rows x cols counts,
+ * minX, maxX, minY, maxY} (log-spaced tiles, row 0 at minY), a heat map of many jobs, under the subcluster's roofs.
+ */
+export function drawRoofline(container, points, peaks, {width = 420, height = 300, heatmap = null} = {}) {
   const canvas = h("canvas", {class: "roofline", dataset: {roofline: "", points: points.length}});
   container.replaceChildren(canvas);
   const ctx = setupCanvas(canvas, width, height);
@@ -56,9 +60,13 @@ export function drawRoofline(container, points, peaks, {width = 420, height = 30
     if (p.x < left) left = p.x;
     if (p.x > right) right = p.x;
   }
-  const x0 = Math.max(Math.floor(Math.log10(left)), -6), x1 = Math.min(Math.ceil(Math.log10(right)), 6);
-  const y1 = Math.ceil(Math.log10(top * 1.5));
-  const y0 = Math.max(Math.min(y1 - 5, Math.floor(Math.log10(bottom))), y1 - 12);
+  let x0 = Math.max(Math.floor(Math.log10(left)), -6), x1 = Math.min(Math.ceil(Math.log10(right)), 6);
+  let y1 = Math.ceil(Math.log10(top * 1.5));
+  let y0 = Math.max(Math.min(y1 - 5, Math.floor(Math.log10(bottom))), y1 - 12);
+  if (heatmap) {
+    x0 = Math.log10(heatmap.minX); x1 = Math.log10(heatmap.maxX);
+    y0 = Math.log10(heatmap.minY); y1 = Math.log10(heatmap.maxY);
+  }
   const X = (v) => pad.l + ((Math.log10(v) - x0) / (x1 - x0)) * W;
   const Y = (v) => pad.t + H - ((Math.log10(v) - y0) / (y1 - y0)) * H;
   ctx.fillStyle = "#fff";
@@ -67,13 +75,13 @@ export function drawRoofline(container, points, peaks, {width = 420, height = 30
   ctx.strokeStyle = "#e3e3e3";
   ctx.fillStyle = "#555";
   ctx.lineWidth = 1;
-  for (let e = x0; e <= x1; e++) {
+  for (let e = Math.ceil(x0); e <= x1; e++) {
     const x = X(10 ** e);
     ctx.beginPath(); ctx.moveTo(x, pad.t); ctx.lineTo(x, pad.t + H); ctx.stroke();
     ctx.textAlign = "center";
     ctx.fillText(fmtShort(10 ** e), x, pad.t + H + 14);
   }
-  for (let e = y0; e <= y1; e++) {
+  for (let e = Math.ceil(y0); e <= y1; e++) {
     const y = Y(10 ** e);
     ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(pad.l + W, y); ctx.stroke();
     ctx.textAlign = "right";
@@ -90,6 +98,22 @@ export function drawRoofline(container, points, peaks, {width = 420, height = 30
   ctx.beginPath();
   ctx.rect(pad.l, pad.t, W, H);
   ctx.clip();
+  if (heatmap) {
+    const rows = heatmap.tiles.length, cols = rows ? heatmap.tiles[0].length : 0;
+    const max = Math.max(0, ...heatmap.tiles.flat());
+    canvas.dataset.heatmapMax = String(max);
+    canvas.dataset.heatmapTotal = String(heatmap.tiles.flat().reduce((a, b) => a + b, 0));
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const v = heatmap.tiles[r][c];
+        if (!v) continue;
+        const xa = pad.l + (c / cols) * W, xb = pad.l + ((c + 1) / cols) * W;
+        const ya = pad.t + H - ((r + 1) / rows) * H, yb = pad.t + H - (r / rows) * H;
+        ctx.fillStyle = `rgba(220, 30, 30, ${(0.15 + 0.85 * Math.sqrt(v / max)).toFixed(3)})`;
+        ctx.fillRect(xa, ya, xb - xa + 0.5, yb - ya + 0.5);
+      }
+    }
+  }
   const roof = (peak, color, dash) => {
     if (!(peak > 0) || !(peaks.bw > 0)) return;
     const knee = peak / peaks.bw;
@@ -112,11 +136,102 @@ export function drawRoofline(container, points, peaks, {width = 420, height = 30
     ctx.fill();
   }
   ctx.restore();
-  if (!points.length) {
+  if (!points.length && !(heatmap && heatmap.tiles.flat().some((v) => v > 0))) {
     ctx.fillStyle = "#888";
     ctx.textAlign = "center";
     ctx.fillText("No flops_any/mem_bw data", pad.l + W / 2, pad.t + H / 2);
   }
+  return canvas;
+}
+
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const e = 10 ** Math.floor(Math.log10(v));
+  return [1, 2, 2.5, 5, 10].map((m) => m * e).find((m) => m >= v) || 10 * e;
+}
+
+/**
+ * Bubble scatter plot of two metrics' job averages: points [{x, y, w}] (w: weight, e.g. node hours, sets the size).
+ * opts: {xLabel, yLabel, xMax, yMax, width, height}.
+ */
+export function drawScatter(container, points, {xLabel = "", yLabel = "", xMax = 0, yMax = 0, width = 400,
+                                                height = 300} = {}) {
+  const canvas = h("canvas", {class: "scatter", dataset: {scatter: "", points: points.length}});
+  container.replaceChildren(canvas);
+  const ctx = setupCanvas(canvas, width, height);
+  const pad = {l: 52, r: 14, t: 12, b: 38};
+  const W = width - pad.l - pad.r, H = height - pad.t - pad.b;
+  const mx = niceMax(Math.max(xMax, ...points.map((p) => p.x))), my = niceMax(Math.max(yMax, ...points.map((p) => p.y)));
+  const X = (v) => pad.l + (v / mx) * W, Y = (v) => pad.t + H - (v / my) * H;
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, width, height);
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.strokeStyle = "#e3e3e3";
+  ctx.fillStyle = "#555";
+  for (let i = 0; i <= 5; i++) {
+    const x = X((mx * i) / 5), y = Y((my * i) / 5);
+    ctx.beginPath(); ctx.moveTo(x, pad.t); ctx.lineTo(x, pad.t + H); ctx.stroke();
+    ctx.beginPath(); ctx.moveTo(pad.l, y); ctx.lineTo(pad.l + W, y); ctx.stroke();
+    ctx.textAlign = "center";
+    ctx.fillText(fmtShort((mx * i) / 5), x, pad.t + H + 14);
+    ctx.textAlign = "right";
+    ctx.fillText(fmtShort((my * i) / 5), pad.l - 6, y + 4);
+  }
+  ctx.textAlign = "center";
+  ctx.fillText(xLabel, pad.l + W / 2, height - 6);
+  ctx.save();
+  ctx.translate(12, pad.t + H / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.fillText(yLabel, 0, 0);
+  ctx.restore();
+  const wmax = Math.max(1e-9, ...points.map((p) => p.w || 0));
+  ctx.fillStyle = "rgba(40, 90, 200, 0.35)";
+  ctx.strokeStyle = "rgba(40, 90, 200, 0.8)";
+  for (const p of points) {
+    ctx.beginPath();
+    ctx.arc(X(p.x), Y(p.y), 3 + 9 * Math.sqrt((p.w || 0) / wmax), 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.stroke();
+  }
+  if (!points.length) {
+    ctx.fillStyle = "#888";
+    ctx.fillText("No jobs with both values", pad.l + W / 2, pad.t + H / 2);
+  }
+  return canvas;
+}
+
+export const PIE_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                           "#bcbd22", "#17becf"];
+
+/** Pie chart of [{label, value}] (colours PIE_COLORS in order). */
+export function drawPie(container, items, {size = 220} = {}) {
+  const canvas = h("canvas", {class: "pie", dataset: {pie: "", slices: items.length}});
+  container.replaceChildren(canvas);
+  const ctx = setupCanvas(canvas, size, size);
+  const total = items.reduce((s, i) => s + Math.max(0, i.value), 0);
+  const cx = size / 2, cy = size / 2, r = size / 2 - 6;
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, size, size);
+  if (!total) {
+    ctx.fillStyle = "#888";
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText("No data", cx, cy);
+    return canvas;
+  }
+  let a = -Math.PI / 2;
+  items.forEach((it, i) => {
+    const da = (2 * Math.PI * Math.max(0, it.value)) / total;
+    ctx.beginPath();
+    ctx.moveTo(cx, cy);
+    ctx.arc(cx, cy, r, a, a + da);
+    ctx.closePath();
+    ctx.fillStyle = PIE_COLORS[i % PIE_COLORS.length];
+    ctx.fill();
+    ctx.strokeStyle = "#fff";
+    ctx.stroke();
+    a += da;
+  });
   return canvas;
 }
 

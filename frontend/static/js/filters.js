@@ -8,8 +8,8 @@
 
 import {dialog, fill, fmtDuration, h} from "./util.js";
 
-export const JOB_STATES = ["running", "completed", "failed", "cancelled", "stopped", "timeout", "preempted",
-                           "out_of_memory", "node_fail", "boot_fail", "deadline"];
+export const JOB_STATES = ["running", "completed", "failed", "cancelled", "timeout", "preempted", "out_of_memory",
+                           "node_fail", "boot_fail", "deadline", "pending", "suspended"];
 export const START_RANGES = {last6h: "Last 6 hours", last24h: "Last 24 hours", last7d: "Last 7 days",
                              last30d: "Last 30 days"};
 const RANGE_KEYS = ["duration", "numNodes", "numHWThreads", "numAccelerators", "energy"];
@@ -174,7 +174,8 @@ function numberPair(label, r, step = "1") {
 }
 
 /**
- * The filter pill bar.  ctx: {info (ClusterInfo), tags: [Tag], privileged, fixed: {user}}.
+ * The filter pill bar.  ctx: {info (ClusterInfo), tags: [Tag], privileged, fixed: {user, cluster}} (fixed: set by
+ * the page, not removable).
  * onChange(filters) runs after every edit.
  */
 export class FilterBar {
@@ -217,8 +218,9 @@ export class FilterBar {
 
   pills() {
     const f = this.filters, out = [];
-    if (f.cluster) out.push(["cluster", `Cluster: ${f.cluster}${f.partition ? ` (${f.partition})` : ""}`]);
-    else if (f.partition) out.push(["cluster", `Partition: ${f.partition}`]);
+    if (f.cluster && !this.ctx.fixed?.cluster) {
+      out.push(["cluster", `Cluster: ${f.cluster}${f.partition ? ` (${f.partition})` : ""}`]);
+    } else if (f.partition) out.push(["cluster", `Partition: ${f.partition}`]);
     if (f.states.length) out.push(["states", `State: ${f.states.join(", ")}`]);
     if (f.startTime) {
       out.push(["startTime", f.startTime.range ? START_RANGES[f.startTime.range]
@@ -263,7 +265,7 @@ export class FilterBar {
 
   cleared(kind) {
     switch (kind) {
-      case "cluster": return {cluster: null, partition: null};
+      case "cluster": return {cluster: this.ctx.fixed?.cluster || null, partition: null};
       case "states": return {states: []};
       case "tags": return {tags: []};
       case "resources": return {node: null, numNodes: null, numHWThreads: null, numAccelerators: null};
@@ -287,9 +289,11 @@ export class FilterBar {
 
   edit_cluster() {
     const f = this.filters;
-    const clusterSel = h("select", {dataset: {field: "cluster"}},
-      h("option", {value: ""}, "Any cluster"),
-      this.ctx.info.clusters.map((c) => h("option", {value: c.name, selected: c.name === f.cluster}, c.name)));
+    const fixed = this.ctx.fixed?.cluster;
+    const clusterSel = h("select", {dataset: {field: "cluster"}, disabled: !!fixed},
+      fixed ? null : h("option", {value: ""}, "Any cluster"),
+      this.ctx.info.clusters.filter((c) => !fixed || c.name === fixed)
+        .map((c) => h("option", {value: c.name, selected: c.name === f.cluster}, c.name)));
     const partSel = h("select", {dataset: {field: "partition"}});
     const fillPartitions = () => {
       const c = this.ctx.info.cluster(clusterSel.value);

@@ -69,7 +69,9 @@ const resizer = new ResizeObserver((entries) => {
 /**
  * A metric plot in `container`.
  * opts: {metric, unit, timestep, series: [{key, label, data}], stats: bool (show min/median/max),
- *        thresholds, height, lineWidth, colors, colorBackground, onZoom({min, max, visible}), title}
+ *        thresholds, height, lineWidth, colors, colorBackground, onZoom({min, max, visible}), title,
+ *        start: unix seconds of the first point (node views: the x axis shows the time of day, not the runtime),
+ *        span: seconds the x axis covers at least}
  */
 export class MetricPlot {
   constructor(container, opts) {
@@ -87,16 +89,26 @@ export class MetricPlot {
 
   get length() { return Math.max(0, ...this.series.map((s) => s.data.length)); }
 
+  /** Label of an x value: runtime since the job start, or the time of day with `opts.start`. */
+  fmtX(x, withDate = false) {
+    if (this.opts.start === undefined || this.opts.start === null) return fmtElapsed(x);
+    const d = new Date((this.opts.start + x) * 1000);
+    const hm = d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hour12: false});
+    return withDate ? `${d.toLocaleDateString()} ${hm}` : hm;
+  }
+
   /** [xs, ys...] for uPlot. */
   buildData() {
-    const n = this.length, xs = new Array(n);
+    // opts.span (node views): the x axis covers the whole chosen range, also where no data came yet
+    const n = Math.max(this.length, this.opts.span ? Math.floor(this.opts.span / this.timestep) + 1 : 0);
+    const xs = new Array(n);
     for (let i = 0; i < n; i++) xs[i] = i * this.timestep;
+    const pad = (d) => (d.length < n ? d.concat(new Array(n - d.length).fill(null)) : d);
     if (this.opts.stats) {
       const st = statistics(this.series.map((s) => s.data));
-      return [xs, st.min, st.median, st.max];
+      return [xs, pad(st.min), pad(st.median), pad(st.max)];
     }
-    return [xs, ...this.series.map((s) => (s.data.length < n ? s.data.concat(new Array(n - s.data.length).fill(null))
-                                                               : s.data))];
+    return [xs, ...this.series.map((s) => pad(s.data))];
   }
 
   background() {
@@ -140,12 +152,18 @@ export class MetricPlot {
       cursor: {drag: {x: true, y: false, setScale: true}, points: {size: 6}},
       scales: {x: {time: false}, y: {range: (u, min, max) => yRange(min, max)}},
       axes: [
-        {values: (u, splits) => splits.map(fmtElapsed), space: 60, gap: 3, size: 34,
-         incrs: TIME_INCRS.filter((i) => i >= this.timestep)},
+        {values: (u, splits) => splits.map((x) => this.fmtX(x)), space: 60, gap: 3, size: 34,
+         incrs: TIME_INCRS.filter((i) => i >= this.timestep),
+         splits: this.opts.start === undefined || this.opts.start === null ? undefined
+           : (u, ai, min, max, incr) => {   // ticks on whole minutes/hours of the clock
+             const off = this.opts.start, out = [];
+             for (let t = Math.ceil((min + off) / incr) * incr - off; t <= max + 1e-9; t += incr) out.push(t);
+             return out;
+           }},
         {values: (u, splits) => splits.map(fmtShort), size: 46, gap: 3,
          label: unitText(unit) || undefined, labelSize: unitText(unit) ? 16 : 0},
       ],
-      series: [{label: "Runtime"}, ...series],
+      series: [{label: this.opts.start === undefined || this.opts.start === null ? "Runtime" : "Time"}, ...series],
       hooks: {
         drawClear: [(u) => {
           if (!fill) return;
@@ -241,8 +259,11 @@ function yRange(min, max) {
   return [lo, hi + (hi - lo) * 0.08];
 }
 
-/** The hover legend: time and (for up to 12 series) each series' value at the cursor, as a floating box. */
-function hoverLegend(plot) {
+/**
+ * A uPlot plugin: a box floating next to the cursor, filled by ``rows(u, idx)`` (an array of elements)
+ * while the cursor is over a data point.  Shared by the metric plots and the histograms.
+ */
+export function cursorBox(rows) {
   let box = null;
   return {
     hooks: {
@@ -254,24 +275,30 @@ function hoverLegend(plot) {
       setCursor: (u) => {
         const i = u.cursor.idx;
         if (i === null || i === undefined || u.cursor.left < 0) { box.hidden = true; return; }
-        const rows = [h("div", {class: "plot-legend-time"}, fmtElapsed(u.data[0][i]))];
-        const n = u.series.length - 1;
-        if (n <= LEGEND_MAX || plot.opts.stats) {
-          for (let s = 1; s <= n; s++) {
-            const ser = u.series[s];
-            rows.push(h("div", {class: "plot-legend-row"},
-              n <= LEGEND_COLORS || plot.opts.stats ? h("span", {class: "swatch", style: {background: ser.stroke(u, s)}}) : null,
-              h("span", {class: "plot-legend-label"}, ser.label), " ",
-              h("b", {}, fmtValue(u.data[s][i], plot.opts.unit))));
-          }
-        }
-        box.replaceChildren(...rows);
+        box.replaceChildren(...rows(u, i));
         box.hidden = false;
-        const left = u.cursor.left, top = u.cursor.top;
-        const overW = u.over.clientWidth;
+        const left = u.cursor.left, overW = u.over.clientWidth;
         box.style.left = (left + 12 + box.offsetWidth > overW ? Math.max(0, left - box.offsetWidth - 12) : left + 12) + "px";
-        box.style.top = Math.max(0, top - 10) + "px";
+        box.style.top = Math.max(0, u.cursor.top - 10) + "px";
       },
     },
   };
+}
+
+/** The hover legend: time and (for up to 12 series) each series' value at the cursor. */
+function hoverLegend(plot) {
+  return cursorBox((u, i) => {
+    const rows = [h("div", {class: "plot-legend-time"}, plot.fmtX(u.data[0][i], true))];
+    const n = u.series.length - 1;
+    if (n <= LEGEND_MAX || plot.opts.stats) {
+      for (let s = 1; s <= n; s++) {
+        const ser = u.series[s];
+        rows.push(h("div", {class: "plot-legend-row"},
+          n <= LEGEND_COLORS || plot.opts.stats ? h("span", {class: "swatch", style: {background: ser.stroke(u, s)}}) : null,
+          h("span", {class: "plot-legend-label"}, ser.label), " ",
+          h("b", {}, fmtValue(u.data[s][i], plot.opts.unit))));
+      }
+    }
+    return rows;
+  });
 }

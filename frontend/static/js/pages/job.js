@@ -7,12 +7,14 @@ import {gql, loadInit} from "../gql.js";
 import {footprint, JOB_FIELDS, jobDuration, jobInfo, tagPill} from "../jobinfo.js";
 import {LiveClient} from "../live.js";
 import {MetricPlot, scopeThresholds} from "../plot.js";
+import {finest, scopesOf} from "../scopes.js";
 import {selectMetrics} from "../select.js";
 import {loadSettings} from "../settings.js";
 import {manageTags} from "../tags.js";
 import {$, errorBox, fill, fmtDuration, fmtValue, h, pageData, unitText} from "../util.js";
 
-const JOB_QUERY = `query($id: ID!) { job(id: $id) { ${JOB_FIELDS} concurrentJobs { items { id jobId } count listQuery } } }`;
+const JOB_QUERY = `query($id: ID!) { job(id: $id) { ${JOB_FIELDS} energyFootprint { hardware metric value }
+  concurrentJobs { items { id jobId } count listQuery } } }`;
 const METRIC_FIELDS = "name scope metric { unit { base prefix } timestep series { hostname id data } }";
 const METRICS_QUERY = `query($id: ID!, $metrics: [String!], $scopes: [MetricScope!], $res: Int) {
   jobMetrics(id: $id, metrics: $metrics, scopes: $scopes, resolution: $res) { ${METRIC_FIELDS} } }`;
@@ -26,20 +28,23 @@ const STATS_QUERY = `query($id: ID!, $metrics: [String!]) { jobStats(id: $id, me
 const SCOPED_STATS_QUERY = `query($id: ID!, $metrics: [String!], $scopes: [MetricScope!]) {
   scopedJobStats(id: $id, metrics: $metrics, scopes: $scopes) { name scope stats { hostname id data { min avg max } } } }`;
 
-const GRANULARITY = {node: 10, socket: 5, die: 4.5, memoryDomain: 4, core: 3, hwthread: 2, accelerator: 1};
-const CPU_SCOPES = ["node", "socket", "memoryDomain", "die", "core", "hwthread"];
 const PLOT_HEIGHT = 240;
 
-/** Scopes a metric can be shown at on a subcluster: node down to its native scope (archives hold those two). */
-function scopesOf(mc, topology, archived = false) {
-  if (archived) return [...new Set(["node", mc.scope])];
-  if (mc.scope === "accelerator") return topology?.accelerators?.length ? ["node", "accelerator"] : ["node"];
-  return CPU_SCOPES.filter((s) => GRANULARITY[s] >= (GRANULARITY[mc.scope] ?? 10) &&
-    (s === "node" || s === "hwthread" || (topology?.[s]?.length ?? 0) > 0));
-}
+const round2 = (v) => Math.round(v * 100) / 100;
 
-function finest(scopes) {
-  return [...scopes].sort((a, b) => (GRANULARITY[a] ?? 10) - (GRANULARITY[b] ?? 10))[0];
+/** Energy of a finished job: per hardware part (from the energy footprint metrics), total and (with
+ * main.emission-constant in g/kWh) the estimated CO2 emission, as cc-backend's energy summary. */
+function energySummary(job, emission) {
+  const items = (job.energyFootprint || []).map((e) => h("div", {class: "energy-item", dataset: {energyHardware: e.hardware},
+      title: `Estimated energy consumption based on metric ${e.metric} and the job's runtime`},
+    h("div", {}, h("b", {}, `${e.hardware}: `), h("span", {dataset: {energyValue: e.value}}, `${round2(e.value)} kWh`)),
+    h("div", {class: "muted small"}, e.metric)));
+  const total = h("div", {class: "energy-item energy-total", title: "Estimated total energy consumption of the job"},
+    h("div", {}, h("b", {}, "Total energy: "), h("span", {dataset: {energyTotal: job.energy}}, `${round2(job.energy)} kWh`)));
+  const carbon = emission ? h("div", {class: "energy-item", title: `Estimated emission at ${emission} g CO2 per kWh`},
+    h("div", {}, h("b", {}, "Carbon emission: "),
+      h("span", {dataset: {energyCarbon: ""}}, `${round2((job.energy * emission) / 1000)} kg`))) : null;
+  return h("div", {class: "card energy-summary", dataset: {energySummary: ""}}, items, total, carbon);
 }
 
 function seriesLabel(s, scope, multiHost) {
@@ -137,6 +142,9 @@ class JobView {
     this.polarEl = h("div", {class: "polar-box"}, h("p", {class: "loading"}, "…"));
     const fpTabs = [{key: "footprint", title: "Footprint", content: this.footprintEl}];
     if (this.settings.get("jobView_showPolarPlot") !== false) fpTabs.push({key: "polar", title: "Polar", content: this.polarEl});
+    if (job.energy > 0 || job.energyFootprint?.length) {
+      fpTabs.push({key: "energy", title: "Energy", content: energySummary(job, this.page.emission)});
+    }
     this.rooflineEl = h("div", {class: "roofline-box"}, h("p", {class: "loading"}, "…"));
     const showRoofline = this.settings.get("jobView_showRoofline") !== false && this.sc;
     const top = h("div", {class: "job-top"},
