@@ -17,8 +17,9 @@ Two paths produce identical results:
 * **Slow path.**  Everything else (first sight of a prefix, escapes in the separators,
   quoted strings, ``u`` integers, no timestamp, blank and comment lines, NUL bytes,
   anything the bulk checks reject) is parsed line by line with full validation and
-  precise error messages.  The slow path defines the semantics; the fast path only
-  accepts lines whose result it computes identically and hands everything else back.
+  precise error messages (the grammar lives in :mod:`cc.ingestd._lpsyntax`).  The slow
+  path defines the semantics; the fast path only accepts lines whose result it computes
+  identically and hands everything else back.
 
 The prefix cache only ever holds prefixes the slow path resolved completely (canonical key
 built, metric looked up), so a cache hit implies the prefix is valid.  A valid prefix never
@@ -28,9 +29,6 @@ equals a cached prefix only if it really is the line's prefix.
 
 from __future__ import annotations
 
-import math
-import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -38,43 +36,28 @@ from typing import NamedTuple
 import numpy as np
 
 from cc.config import MetricSpec
+from cc.ingestd._lpsyntax import (
+    DIGITS_RE,
+    INT64_MAX,
+    MS_FROM,
+    NEG_INT_RE,
+    NOT_METRIC_FIELDS,
+    NS_FROM,
+    PRECISION_DIVISOR,
+    PREFIX_RE,
+    SCOPE_TYPES,
+    US_FROM,
+    Reject,
+    canonical_key,
+    parse_value,
+    scan_fields,
+    show,
+    timestamp_seconds,
+)
 from cc.shm._registry import SeriesKey
 
 __all__ = ["LineError", "LineParser", "Parsed", "SCOPE_TYPES"]
 
-#: Scope types a metric line may name in its ``type`` tag (``cpu`` is accepted as legacy
-#: spelling of ``hwthread``).
-SCOPE_TYPES = frozenset({"node", "socket", "die", "memoryDomain", "llc", "core", "hwthread", "accelerator"})
-
-_NOT_METRIC_FIELDS = frozenset({b"event", b"log", b"control"})
-_PRECISION_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-_INT64_MAX = 2**63 - 1
-_UINT64_MAX = 2**64 - 1
-_MAX_NAME_BYTES = 255
-# Timestamp magnitudes at which auto-detection switches to the next finer unit.
-_MS_FROM, _US_FROM, _NS_FROM = 10**11, 10**14, 10**17
-
-# --- slow path grammar -------------------------------------------------------------------
-# Escapes: in the measurement ``\,`` and ``\ ``; in tag keys/values and field keys ``\,``
-# ``\=`` ``\ ``.  A backslash before any other character is a literal backslash.  For
-# finding separators the two sets behave the same (``=`` never separates a measurement).
-_PREFIX_RE = re.compile(rb"(?:\\[ ,=]|[^ \\]|\\)*+")
-_COMMA_SPLIT_RE = re.compile(rb"\\[ ,=]|,")
-_EQ_SPLIT_RE = re.compile(rb"\\[ ,=]|=")
-_MEAS_UNESCAPE_RE = re.compile(rb"\\([ ,])")
-_TAG_UNESCAPE_RE = re.compile(rb"\\([ ,=])")
-_FIELD_KEY_RE = re.compile(rb"(?:\\[ ,=]|[^ ,=\\]|\\)*+")
-_FIELD_STR_RE = re.compile(rb'"(?:\\.|[^"\\])*+"', re.S)
-_FIELD_PLAIN_RE = re.compile(rb"[^ ,]*+")
-_CTRL_RE = re.compile(rb"[\x00-\x1f\x7f]")
-_CTRL_STR_RE = re.compile(r"[\x00-\x1f\x7f]")
-_FLOAT_RE = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_SIGNED_INT_RE = re.compile(rb"-?[0-9]+i")
-_UNSIGNED_INT_RE = re.compile(rb"[0-9]+u")
-_NONFINITE_RE = re.compile(rb"[+-]?(?:nan|inf|infinity)", re.I)
-_BOOLEANS = frozenset({b"t", b"T", b"true", b"True", b"TRUE", b"f", b"F", b"false", b"False", b"FALSE"})
-_DIGITS_RE = re.compile(rb"[0-9]+")
-_NEG_INT_RE = re.compile(rb"-[0-9]+")
 
 # --- fast path tables ----------------------------------------------------------------------
 # The first 8 bytes of a fast-path field, as a native uint64, masked to 'value='.
@@ -90,7 +73,7 @@ _NUM_OK[list(_NUM_BYTES)] = True
 _DIGIT_OK = np.zeros(256, dtype=bool)
 _DIGIT_OK[list(b"0123456789\x00")] = True
 _TS_WIDTH = 20  # timestamps of 20+ characters never take the fast path
-_INT64_MAX_BYTES = str(_INT64_MAX).encode()
+_INT64_MAX_BYTES = str(INT64_MAX).encode()
 _POW10 = np.array([10**k for k in range(_TS_WIDTH - 2, -1, -1)], dtype=np.int64)
 
 # Slow path outcomes.
@@ -115,143 +98,6 @@ class Parsed:
     not_a_metric: int = 0  # event=/log=/control= lines (valid, not for the store)
 
 
-class _Reject(Exception):
-    """A line is malformed; ``reason`` says why."""
-
-    def __init__(self, reason: str, invalid_name: bool = False):
-        super().__init__(reason)
-        self.reason = reason
-        self.invalid_name = invalid_name
-
-
-_SHOW_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-
-
-def _show(raw: bytes | str, limit: int = 64) -> str:
-    """Quote a (possibly binary) piece of a line for an error message."""
-    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return "'" + text.translate(_SHOW_ESCAPES) + "'"
-
-
-def _split_unescaped(raw: bytes, sep_re: re.Pattern[bytes], sep: bytes) -> list[bytes]:
-    """Split ``raw`` at the separators ``sep_re`` finds outside of escape pairs."""
-    if b"\\" not in raw:
-        return raw.split(sep)
-    out = []
-    start = 0
-    for m in sep_re.finditer(raw):
-        if m.end() - m.start() == 1:  # the bare separator, not an escape pair
-            out.append(raw[start : m.start()])
-            start = m.end()
-    out.append(raw[start:])
-    return out
-
-
-def _unescape(raw: bytes, unescape_re: re.Pattern[bytes]) -> bytes:
-    return unescape_re.sub(rb"\1", raw) if b"\\" in raw else raw
-
-
-def _decode(raw: bytes, what: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Reject(f"{what} {_show(raw)} is not valid UTF-8") from None
-
-
-def _check_path_name(name: str, what: str) -> None:
-    """Reject cluster/host names that would be unsafe as a path component."""
-    problem = None
-    if "/" in name:
-        problem = "contains '/'"
-    elif "\\" in name:
-        problem = "contains '\\'"
-    elif ".." in name:
-        problem = "contains '..'"
-    elif name == ".":
-        problem = "is '.'"
-    elif _CTRL_STR_RE.search(name):
-        problem = "contains a control character"
-    elif len(name.encode()) > _MAX_NAME_BYTES:
-        problem = f"is longer than {_MAX_NAME_BYTES} bytes"
-    if problem is not None:
-        raise _Reject(f"invalid {what} name {_show(name)}: {problem}", invalid_name=True)
-
-
-def _parse_value(raw: bytes) -> float:
-    """The number in a ``value=`` field (InfluxDB float, ``i`` and ``u`` integer syntax)."""
-    if _FLOAT_RE.fullmatch(raw):
-        v = float(raw)
-    elif _SIGNED_INT_RE.fullmatch(raw):
-        n = int(raw[:-1]) if len(raw.lstrip(b"-0")) <= 21 else _UINT64_MAX
-        if not -_INT64_MAX - 1 <= n <= _INT64_MAX:
-            raise _Reject(f"integer {_show(raw)} in field 'value' is out of the int64 range")
-        v = float(n)
-    elif _UNSIGNED_INT_RE.fullmatch(raw):
-        n = int(raw[:-1]) if len(raw.lstrip(b"0")) <= 21 else _UINT64_MAX + 1
-        if n > _UINT64_MAX:
-            raise _Reject(f"unsigned integer {_show(raw)} in field 'value' is out of the uint64 range")
-        v = float(n)
-    elif _NONFINITE_RE.fullmatch(raw):
-        raise _Reject(f"value must be a finite number, got {_show(raw)}")
-    elif raw[:1] == b'"':
-        raise _Reject("unsupported value type string for 'value' (expected a number)")
-    elif raw in _BOOLEANS:
-        raise _Reject(f"unsupported value type boolean ({_show(raw)}) for 'value' (expected a number)")
-    elif not raw:
-        raise _Reject("field 'value' has an empty value")
-    else:
-        raise _Reject(f"field 'value' has an invalid number {_show(raw)}")
-    if not math.isfinite(v):
-        raise _Reject(f"value must be a finite number, got {_show(raw)}")
-    return v
-
-
-def _scan_fields(rest: bytes) -> tuple[list[tuple[bytes, bytes]], int]:
-    """Parse the field set at the start of ``rest``: [(unescaped key, raw value)], end."""
-    fields: list[tuple[bytes, bytes]] = []
-    n = len(rest)
-    pos = 0
-    while True:
-        m = _FIELD_KEY_RE.match(rest, pos)
-        assert m is not None  # the pattern matches the empty string
-        key = _unescape(m.group(), _TAG_UNESCAPE_RE)
-        pos = m.end()
-        if not key:
-            raise _Reject(f"empty field key in field set {_show(rest)}")
-        if pos >= n or rest[pos] != 0x3D:  # '='
-            raise _Reject(f"field {_show(key)} has no '=' (expected 'value=<number>')")
-        pos += 1
-        if pos < n and rest[pos] == 0x22:  # '"'
-            m = _FIELD_STR_RE.match(rest, pos)
-            if m is None:
-                raise _Reject(f"unterminated string value in field {_show(key)}")
-            after = m.end()
-            if after < n and rest[after] not in b" ,":
-                raise _Reject(f"unexpected text after the string value of field {_show(key)}")
-        else:
-            m = _FIELD_PLAIN_RE.match(rest, pos)
-            assert m is not None
-            after = m.end()
-        fields.append((key, m.group()))
-        pos = after
-        if pos < n and rest[pos] == 0x2C:  # ','
-            pos += 1
-            continue
-        return fields, pos
-
-
-def _timestamp_seconds(t: int, divisor: int | None) -> int:
-    if divisor is not None:
-        return t // divisor
-    if t < _MS_FROM:
-        return t
-    if t < _US_FROM:
-        return t // 1_000
-    if t < _NS_FROM:
-        return t // 1_000_000
-    return t // 1_000_000_000
 
 
 def _bulk_values(fields: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -353,11 +199,11 @@ def _bulk_timestamps(stamps: list[bytes], divisor: int | None) -> tuple[np.ndarr
     if divisor is not None:
         if divisor != 1:
             t //= divisor
-    elif n and t.max() >= _MS_FROM:
+    elif n and t.max() >= MS_FROM:
         t = np.where(
-            t < _MS_FROM,
+            t < MS_FROM,
             t,
-            np.where(t < _US_FROM, t // 1_000, np.where(t < _NS_FROM, t // 1_000_000, t // 1_000_000_000)),
+            np.where(t < US_FROM, t // 1_000, np.where(t < NS_FROM, t // 1_000_000, t // 1_000_000_000)),
         )
     return t, bad
 
@@ -437,7 +283,7 @@ class LineParser:
             divisor = None
         else:
             try:
-                divisor = _PRECISION_DIVISOR[precision]
+                divisor = PRECISION_DIVISOR[precision]
             except KeyError:
                 raise ValueError(f"unknown precision {precision!r} (expected s, ms, us or ns)") from None
         if not default_cluster:
@@ -524,7 +370,7 @@ class LineParser:
                    now: int, divisor: int | None, acc: _Acc) -> None:
         try:
             outcome = self._parse_line(line, cache, default_cluster, now, divisor)
-        except _Reject as e:
+        except Reject as e:
             acc.lines += 1
             acc.error_count += 1
             if e.invalid_name:
@@ -548,14 +394,14 @@ class LineParser:
 
     def _parse_line(self, line: bytes, cache: dict[bytes, int], default_cluster: str | None, now: int,
                     divisor: int | None) -> tuple:
-        """Full parse of one line: an outcome tuple, or raises _Reject."""
+        """Full parse of one line: an outcome tuple, or raises Reject."""
         s = line.strip(b" ")
         if not s or s[0] == 0x23:  # blank or '#' comment
             return (_BLANK,)
 
         # Sections: prefix (measurement and tags), field set, optional timestamp.
         if b"\\" in s:
-            m = _PREFIX_RE.match(s)
+            m = PREFIX_RE.match(s)
             assert m is not None
             end = m.end()
         else:
@@ -565,51 +411,51 @@ class LineParser:
         prefix = s[:end]
         rest = s[end:].lstrip(b" ")
         if not rest:
-            raise _Reject(f"missing field set after {_show(prefix)} (expected ' value=<number>')")
-        fields, pos = _scan_fields(rest)
+            raise Reject(f"missing field set after {show(prefix)} (expected ' value=<number>')")
+        fields, pos = scan_fields(rest)
         tail = rest[pos:].lstrip(b" ")
         ts_raw = None
         if tail:
             sp = tail.find(b" ")
             if sp >= 0:
-                raise _Reject(f"unexpected text {_show(tail[sp:].lstrip(b' '))} after the timestamp")
+                raise Reject(f"unexpected text {show(tail[sp:].lstrip(b' '))} after the timestamp")
             ts_raw = tail
-            if not _DIGITS_RE.fullmatch(ts_raw):
-                if _NEG_INT_RE.fullmatch(ts_raw):
-                    raise _Reject(f"timestamp {_show(ts_raw)} is negative")
-                raise _Reject(f"timestamp {_show(ts_raw)} is not an integer")
+            if not DIGITS_RE.fullmatch(ts_raw):
+                if NEG_INT_RE.fullmatch(ts_raw):
+                    raise Reject(f"timestamp {show(ts_raw)} is negative")
+                raise Reject(f"timestamp {show(ts_raw)} is not an integer")
 
         # Message kind.
         if len(fields) != 1:
-            names = ", ".join(_show(k) for k, _ in fields[:5])
-            raise _Reject(f"metric lines carry exactly one field 'value', found {len(fields)}: {names}")
+            names = ", ".join(show(k) for k, _ in fields[:5])
+            raise Reject(f"metric lines carry exactly one field 'value', found {len(fields)}: {names}")
         fkey, fval = fields[0]
         if fkey != b"value":
-            if fkey in _NOT_METRIC_FIELDS:
+            if fkey in NOT_METRIC_FIELDS:
                 return (_NOT_METRIC,)
-            raise _Reject(f"unknown field {_show(fkey)} (metric messages carry 'value')")
+            raise Reject(f"unknown field {show(fkey)} (metric messages carry 'value')")
 
         kid = self._resolve(prefix, cache, default_cluster)
-        value = _parse_value(fval)
+        value = parse_value(fval)
         if ts_raw is None:
             t = now
         else:
             if len(ts_raw.lstrip(b"0")) > 19:
-                raise _Reject(f"timestamp {_show(ts_raw)} is out of the int64 range")
+                raise Reject(f"timestamp {show(ts_raw)} is out of the int64 range")
             t = int(ts_raw)
-            if t > _INT64_MAX:
-                raise _Reject(f"timestamp {_show(ts_raw)} is out of the int64 range")
-            t = _timestamp_seconds(t, divisor)
+            if t > INT64_MAX:
+                raise Reject(f"timestamp {show(ts_raw)} is out of the int64 range")
+            t = timestamp_seconds(t, divisor)
         if kid < 0:
             return (_UNKNOWN,)
         return (_POINT, kid, t, value)
 
     def _resolve(self, prefix: bytes, cache: dict[bytes, int], default_cluster: str | None) -> int:
-        """Kid of a raw prefix (-1: unknown metric), via the cache; raises _Reject."""
+        """Kid of a raw prefix (-1: unknown metric), via the cache; raises Reject."""
         kid = cache.get(prefix)
         if kid is not None:
             return kid
-        key = _canonical_key(prefix, default_cluster)
+        key = canonical_key(prefix, default_cluster)
         spec = self._lookup(key.cluster, key.metric)
         if spec is None:
             kid = -1
@@ -637,96 +483,3 @@ def _complement(n: int, excluded: list[int]) -> np.ndarray:
     mask = np.ones(n, dtype=bool)
     mask[excluded] = False
     return np.flatnonzero(mask)
-
-
-def _canonical_key(prefix: bytes, default_cluster: str | None) -> SeriesKey:
-    """The canonical series key of a raw prefix (measurement and tags); raises _Reject."""
-    escaped = b"\\" in prefix
-    if escaped:
-        parts = _split_unescaped(prefix, _COMMA_SPLIT_RE, b",")
-        metric_raw = _unescape(parts[0], _MEAS_UNESCAPE_RE)
-    else:
-        parts = prefix.split(b",")
-        metric_raw = parts[0]
-    if not metric_raw:
-        raise _Reject("empty metric name (measurement)")
-    has_ctrl = _CTRL_RE.search(prefix) is not None  # if so, find out where
-    if has_ctrl and _CTRL_RE.search(metric_raw):
-        raise _Reject(f"metric name {_show(metric_raw)} contains a control character")
-    metric = _decode(metric_raw, "metric name")
-
-    tags: dict[bytes, bytes] = {}
-    for raw in parts[1:]:
-        kv = _split_unescaped(raw, _EQ_SPLIT_RE, b"=") if escaped else raw.split(b"=")
-        if len(kv) == 1:
-            if not raw:
-                raise _Reject("empty tag (stray ',' in the tag set)")
-            raise _Reject(f"tag {_show(raw)} has no '='")
-        k = _unescape(kv[0], _TAG_UNESCAPE_RE) if escaped else kv[0]
-        if not k:
-            raise _Reject(f"empty tag key in {_show(raw)}")
-        if len(kv) > 2:
-            raise _Reject(f"unescaped '=' in the value of tag {_show(k)}")
-        v = _unescape(kv[1], _TAG_UNESCAPE_RE) if escaped else kv[1]
-        if not v:
-            raise _Reject(f"tag {_show(k)} has an empty value")
-        if k in tags:
-            raise _Reject(f"duplicate tag {_show(k)}")
-        if has_ctrl:
-            if _CTRL_RE.search(k):
-                raise _Reject(f"tag key {_show(k)} contains a control character")
-            if _CTRL_RE.search(v) and k not in (b"cluster", b"hostname", b"host"):
-                raise _Reject(f"tag {_show(k)} has a value with a control character")
-        tags[k] = v
-
-    raw_cluster = tags.get(b"cluster")
-    if raw_cluster is not None:
-        cluster = _decode(raw_cluster, "tag 'cluster'")
-    elif default_cluster is not None:
-        cluster = default_cluster
-    else:
-        raise _Reject("no cluster tag and no ?cluster= parameter")
-    _check_path_name(cluster, "cluster")
-
-    raw_host = tags.get(b"hostname")
-    host_tag = "hostname"
-    if raw_host is None:
-        raw_host = tags.get(b"host")
-        host_tag = "host"
-    if raw_host is None:
-        raise _Reject("missing hostname tag")
-    host = _decode(raw_host, f"tag {host_tag!r}")
-    _check_path_name(host, "host")
-
-    raw_type = tags.get(b"type")
-    if raw_type is None:
-        scope = "node"
-    else:
-        scope = _decode(raw_type, "tag 'type'")
-        if scope == "cpu":
-            scope = "hwthread"
-        elif scope not in SCOPE_TYPES:
-            known = ", ".join(sorted(SCOPE_TYPES))
-            raise _Reject(f"unknown scope {_show(scope)} in tag 'type' (expected one of {known})")
-    if scope == "node":
-        type_id = ""
-    else:
-        # cc-metric-store accepts a type without id (one series for the whole scope type); so do we.
-        raw_id = tags.get(b"type-id")
-        type_id = "" if raw_id is None else _decode(raw_id, "tag 'type-id'")
-
-    raw_stype = tags.get(b"stype")
-    raw_sid = tags.get(b"stype-id")
-    if raw_stype is not None:
-        stype = _decode(raw_stype, "tag 'stype'")
-        stype_id = "" if raw_sid is None else _decode(raw_sid, "tag 'stype-id'")
-    elif raw_sid is not None:
-        raise _Reject("tag 'stype-id' without tag 'stype'")
-    elif (raw_dev := tags.get(b"device")) is not None:
-        stype, stype_id = "device", _decode(raw_dev, "tag 'device'")
-    elif (raw_fs := tags.get(b"filesystem")) is not None:
-        stype, stype_id = "filesystem", _decode(raw_fs, "tag 'filesystem'")
-    else:
-        stype = stype_id = ""
-    # interned: thousands of series share these few strings, and a worker keeps every key it saw
-    return SeriesKey(*map(sys.intern, (cluster, host, metric, scope, type_id, stype, stype_id)))
