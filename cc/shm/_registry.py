@@ -11,6 +11,7 @@ per process does not grow with the number of series.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -180,10 +181,20 @@ class RegistryMixin:
             self._host_cache[key] = (count, by_metric)
             while len(self._host_cache) > HOST_CACHE_SIZE:
                 self._host_cache.popitem(last=False)
+        # one liveness check for all of the host's series (a host has hundreds at hwthread scope)
+        total = sum(len(s) for s in by_metric.values())
+        if not total:
+            return {}
+        arr = np.fromiter(itertools.chain.from_iterable(by_metric.values()), dtype=np.int64, count=total)
+        alive = self.alive_mask(arr)
+        if alive.all():
+            return {m: list(s) for m, s in by_metric.items()}
         out: dict[str, list[int]] = {}
+        pos = 0
         for metric, sids in by_metric.items():
-            arr = np.asarray(sids, dtype=np.int64)
-            live = arr[self.alive_mask(arr)].tolist()
+            n = len(sids)
+            live = arr[pos:pos + n][alive[pos:pos + n]].tolist()
+            pos += n
             if live:
                 out[metric] = live
         return out

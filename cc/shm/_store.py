@@ -33,7 +33,7 @@ from cc.shm._registry import (
 from cc.shm._segments import Segment, segment_exists, segment_name, unlink_all
 
 MAX_FUTURE_SECONDS = 600
-GATHER_CHUNK = 96
+GATHER_CHUNK = 32
 
 
 class LayoutMismatch(RuntimeError):
