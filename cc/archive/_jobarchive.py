@@ -118,7 +118,8 @@ class JobArchive:
     def __init__(self, root: Path | str, *, cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.root = Path(root)
         self.cache_bytes = cache_bytes
-        self._cache: OrderedDict[tuple[str, int, int], tuple[tuple[int, int], int, dict]] = OrderedDict()
+        # (cluster, job id, start time, 'data' | 'meta') -> ((mtime_ns, size), bytes, document)
+        self._cache: OrderedDict[tuple[str, int, int, str], tuple[tuple[int, int], int, dict]] = OrderedDict()
         self._cached = 0
         self._lock = threading.Lock()
 
@@ -249,12 +250,25 @@ class JobArchive:
     # -- reading ------------------------------------------------------------------------------
 
     def load_meta(self, cluster: str, job_id: int, start_time: int) -> dict[str, Any]:
+        """The job's ``meta.json``; cached like :meth:`load_data` (job lists read 50 at a time)."""
+        key = (cluster, job_id, start_time, "meta")
         path = self.job_dir(cluster, job_id, start_time) / "meta.json"
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._cache.move_to_end(key)
+                return hit[2]
         raw = path.read_bytes()
         try:
-            return orjson.loads(raw)
+            doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise ArchiveError(f"{path}: invalid JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise ArchiveError(f"{path}: top level must be an object")
+        self._remember(key, stamp, len(raw), doc)
+        return doc
 
     def data_path(self, cluster: str, job_id: int, start_time: int) -> Path:
         d = self.job_dir(cluster, job_id, start_time)
@@ -263,7 +277,7 @@ class JobArchive:
 
     def load_data(self, cluster: str, job_id: int, start_time: int) -> dict[str, Any]:
         """The job's ``data.json`` (decompressed); cached, so treat the result as read-only."""
-        key = (cluster, job_id, start_time)
+        key = (cluster, job_id, start_time, "data")
         d = self.job_dir(cluster, job_id, start_time)
         path, compressed = d / "data.json.gz", True
         try:
@@ -306,9 +320,10 @@ class JobArchive:
 
     def _forget(self, cluster: str, job_id: int, start_time: int) -> None:
         with self._lock:
-            old = self._cache.pop((cluster, job_id, start_time), None)
-            if old is not None:
-                self._cached -= old[1]
+            for kind in ("data", "meta"):
+                old = self._cache.pop((cluster, job_id, start_time, kind), None)
+                if old is not None:
+                    self._cached -= old[1]
 
     def cache_info(self) -> dict[str, int]:
         with self._lock:

@@ -21,7 +21,7 @@ from cc.db import _tags as tags
 from cc.jobcheck import PayloadError, check_start_payload
 from cc.webd.auth import rest_route
 from cc.webd.errors import APIError, json_response
-from cc.webd.jobview import attach_statistics, job_data, job_json, notify_archiver
+from cc.webd.jobview import attach_statistics, job_data, job_json, load_statistics, notify_archiver
 
 log = logging.getLogger("web.jobs")
 bp = Blueprint("jobs_api", __name__)
@@ -187,20 +187,21 @@ async def get_jobs() -> Response:
     with_meta = "with-metadata" in args and args["with-metadata"] not in ("false", "0")
     viewer = g.viewer
 
-    def query(conn):
+    def query(conn) -> bytes:
+        # one worker-thread call for the page: rows, tags, archived statistics and the JSON
         found = jobs.query_jobs(conn, [filt], viewer, None, {"itemsPerPage": per_page, "page": page})
         tag_map = tags.tags_of_jobs(conn, [j.id for j in found], viewer)
         for j in found:
             j.tags = tag_map[j.id]
-        return found
+        load_statistics(ctx, found)
+        return orjson.dumps({"jobs": [job_json(j, with_meta=with_meta) for j in found], "items": per_page,
+                             "page": page})
 
     try:
-        found = await ctx.db.read(query)
+        body = await ctx.db.read(query)
     except FilterError as e:
         raise APIError(400, str(e)) from None
-    await attach_statistics(ctx, found)
-    return json_response({"jobs": [job_json(j, with_meta=with_meta) for j in found], "items": per_page,
-                          "page": page})
+    return Response(body, mimetype="application/json")
 
 
 def _default_scopes(job: Job) -> list[str]:

@@ -17,20 +17,25 @@ def job_json(job: Job, *, with_meta: bool = True) -> dict[str, Any]:
     return job.to_json(with_meta=with_meta)
 
 
-async def attach_statistics(ctx, found: list[Job]) -> None:
-    """Archived jobs carry their statistics in meta.json (cc-backend reads them from there too)."""
-    archived = [j for j in found if j.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL]
-    if not archived or ctx.archive is None:
-        return
+def load_statistics(ctx, found: list[Job]) -> None:
+    """Archived jobs carry their statistics in meta.json (cc-backend reads them from there too).
 
-    def load() -> None:
-        for j in archived:
+    Blocking (file reads on a cache miss): call it from a worker thread.
+    """
+    if ctx.archive is None:
+        return
+    for j in found:
+        if j.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL:
             try:
                 j.statistics = ctx.archive.load_meta(j.cluster, j.job_id, j.start_time).get("statistics")
             except (OSError, ValueError) as e:
                 log.warning("archived meta.json of job %d unreadable: %s", j.id, e)
 
-    await trio.to_thread.run_sync(load)
+
+async def attach_statistics(ctx, found: list[Job]) -> None:
+    """:func:`load_statistics` off the event loop."""
+    if ctx.archive is not None and any(j.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL for j in found):
+        await trio.to_thread.run_sync(load_statistics, ctx, found)
 
 
 async def job_data(ctx, job: Job, metrics: list[str] | None, scopes: list[str], resolution: int = 0, *,
