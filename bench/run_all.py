@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHES = ["ingest", "memory", "query", "restart", "wal_ingest", "snapshot", "restart_disk", "initdb", "archive_load",
+BENCHES = ["ingest", "memory", "query", "restart", "wal_ingest", "snapshot", "restart_disk", "initdb", "joblist", "archive_load",
            "joblist_graphql", "agent", "ui"]
 HERE = Path(__file__).resolve().parent
 
