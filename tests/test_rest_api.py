@@ -332,3 +332,15 @@ def test_session_login_logout_and_rate_limit(inst):
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
         r = c.post("/login", json={"username": "alice", "password": "pw-alice"})  # others are not locked out
         assert r.status_code == 200
+
+
+def test_keep_alive_after_a_refused_body(inst):
+    """A request refused before its body is read (no token) must not stall the next one on the connection."""
+    good = {"Authorization": f"Bearer {inst.token('adapter', USERS['adapter'])}"}
+    for body in (orjson.dumps(payload(99_001)), orjson.dumps(payload(99_001)) * 40):  # one piece or several
+        with httpx.Client(base_url=inst.web, timeout=5) as c:
+            for _ in range(30):
+                r = c.post("/api/jobs/start_job/", content=body, headers={"Content-Type": "application/json"})
+                assert r.status_code == 401
+                r = c.get("/api/jobs/", params={"items-per-page": 1}, headers=good)
+                assert r.status_code == 200, r.text

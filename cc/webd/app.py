@@ -12,8 +12,9 @@ import httpx
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
-from quart import Response
+from quart import Response, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
 
 from cc import proc
 from cc.clusters import MetricCatalog, load_clusters
@@ -66,6 +67,19 @@ def create_app(ctx: WebContext) -> QuartTrio:
         original = getattr(e, "original_exception", None) or e
         log.error("internal error: %s", original, exc_info=original if isinstance(original, BaseException) else None)
         return error_response(500, f"internal error: {type(original).__name__}: {original}")
+
+    @app.after_request
+    async def drain_request_body(resp: Response) -> Response:
+        """Read what a handler left unread of the request body (refused before reading it, or not needed).
+
+        Otherwise the next request on the same keep-alive connection can hang: the server
+        still has the old body to hand to an application that will never take it.
+        """
+        try:
+            await request.get_data(cache=False)
+        except HTTPException:  # too large or too slow: do not keep this connection
+            resp.headers["Connection"] = "close"
+        return resp
 
     @app.route("/api/healthz")
     async def healthz() -> Response:
