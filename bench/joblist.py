@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bench._common import header, installation, median, percentile  # noqa: E402
+from bench.joblist_graphql import finish_load  # noqa: E402
 from cc.db import Job, connect, transaction  # noqa: E402
 from cc.db._jobs import insert_jobs  # noqa: E402
-from cc.db._tags import add_tag  # noqa: E402
 from cc.db._users import add_user  # noqa: E402
 from tests.archive_gen import write_meta  # noqa: E402
 from tests.helpers import small_cluster  # noqa: E402
@@ -78,13 +78,7 @@ def load(db_path: Path, n: int, now: int) -> float:
         transaction(conn, add_user, "admin", ["admin"], "pw-admin", "Admin")
         for jobs in job_chunks(n, now):
             transaction(conn, insert_jobs, jobs)
-
-        def tag(c):
-            for (i,) in c.execute("SELECT id FROM job WHERE id % 20 = 0").fetchall():
-                add_tag(c, None, i, "app", f"app{i % 7}")
-
-        transaction(conn, tag)
-        conn.execute("ANALYZE")
+        finish_load(conn)
     finally:
         conn.close()
     return time.perf_counter() - t0

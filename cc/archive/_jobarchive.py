@@ -255,11 +255,9 @@ class JobArchive:
         path = self.job_dir(cluster, job_id, start_time) / "meta.json"
         st = os.stat(path)
         stamp = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] == stamp:
-                self._cache.move_to_end(key)
-                return hit[2]
+        hit = self._cached_doc(key, stamp)
+        if hit is not None:
+            return hit
         raw = path.read_bytes()
         try:
             doc = orjson.loads(raw)
@@ -286,11 +284,9 @@ class JobArchive:
             path, compressed = d / "data.json", False
             st = os.stat(path)
         stamp = (st.st_mtime_ns, st.st_size)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[0] == stamp:
-                self._cache.move_to_end(key)
-                return hit[2]
+        hit = self._cached_doc(key, stamp)
+        if hit is not None:
+            return hit
         with open(path, "rb") as f:
             blob = f.read()
         try:
@@ -304,6 +300,15 @@ class JobArchive:
         return doc
 
     # -- cache --------------------------------------------------------------------------------
+
+    def _cached_doc(self, key, stamp: tuple[int, int]) -> dict | None:
+        """The cached document of ``key`` if the file still has this (mtime, size)."""
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._cache.move_to_end(key)
+                return hit[2]
+        return None
 
     def _remember(self, key, stamp, size: int, doc: dict) -> None:
         if size > self.cache_bytes:
