@@ -171,6 +171,11 @@ class Cluster:
                 return sc
         return None
 
+    def footprint_keys(self) -> set[str]:
+        """``<metric>_<avg|min|max>`` of every metric some subcluster marks ``footprint`` (keys of job.footprint)."""
+        return {f"{name}_{m.raw['footprint']}" for sc in self.subclusters for name, m in sc.metrics.items()
+                if m.raw.get("footprint") in ("avg", "min", "max")}
+
     def subcluster(self, name: str) -> SubCluster | None:
         for sc in self.subclusters:
             if sc.name == name:

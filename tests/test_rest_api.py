@@ -344,3 +344,22 @@ def test_keep_alive_after_a_refused_body(inst):
                 assert r.status_code == 401
                 r = c.get("/api/jobs/", params={"items-per-page": 1}, headers=good)
                 assert r.status_code == 200, r.text
+
+
+def test_web_process_indexes_footprint_values(inst):
+    from cc.clusters import load_clusters
+    from cc.db import connect
+
+    keys = set().union(*(c.footprint_keys() for c in load_clusters(inst.cfg.archive_path).values()))
+    assert {"cpu_load_avg", "flops_any_avg", "mem_bw_avg"} <= keys
+    deadline = time.time() + 20
+    while True:
+        conn = connect(inst.cfg.db_path)
+        try:
+            names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        finally:
+            conn.close()
+        if {f"jobs_footprint_{k}" for k in keys} <= names or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert {f"jobs_footprint_{k}" for k in keys} <= names

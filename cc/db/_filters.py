@@ -274,10 +274,9 @@ def apply_filter(f: dict[str, Any], where: Where, now: float | None = None) -> b
         elif key == "metricStats":
             for i, item in enumerate(value):
                 name = item.get("metricName") if isinstance(item, dict) else None
-                if not isinstance(name, str) or not name.replace("_", "").isalnum():
+                if not is_footprint_name(name):
                     raise FilterError(f"metricStats[{i}].metricName: expected a metric name")
-                _range(f"json_extract(job.footprint, '$.\"{name}\"')", item.get("range"), where,
-                       f"metricStats[{i}].range")
+                _range(footprint_expr(name), item.get("range"), where, f"metricStats[{i}].range")
         elif key == "minRunningFor":
             where.add("job.job_state != 'running' OR job.start_time <= ?", int(now) - int(value))
         else:
@@ -295,6 +294,18 @@ def build_where(filters: list[dict[str, Any]] | None, viewer: Viewer | None, now
     return where
 
 
+def is_footprint_name(name: Any) -> bool:
+    """Footprint keys are ``<metric>_<stat>``: letters, digits and underscores only (they go into SQL text)."""
+    return isinstance(name, str) and bool(name) and name.replace("_", "").isalnum() and name.isascii()
+
+
+def footprint_expr(name: str) -> str:
+    """The SQL of one footprint value; the same text as the per-metric indexes (``footprint_indexes``)."""
+    if not is_footprint_name(name):
+        raise FilterError(f"footprint: {name!r} is not a footprint name like 'flops_any_avg'")
+    return f"json_extract(job.footprint, '$.\"{name}\"')"
+
+
 def order_clause(order: dict[str, Any] | None) -> str:
     """``{field, type: col|foot, order: ASC|DESC}`` → ORDER BY (default: start time, newest first)."""
     if not order:
@@ -308,10 +319,11 @@ def order_clause(order: dict[str, Any] | None) -> str:
             raise FilterError(f"order.field: cannot sort by {fld!r} (one of {', '.join(SORT_COLUMNS)})")
         expr = SORT_COLUMNS[fld]
     elif kind in ("foot", "footprint"):
-        if not isinstance(fld, str) or not fld.replace("_", "").isalnum():
+        if not is_footprint_name(fld):
             raise FilterError("order.field: expected a footprint name like 'flops_any_avg'")
-        # jobs without that footprint value go last either way (cc-backend leaves them out)
-        expr = f"json_extract(job.footprint, '$.\"{fld}\"')"
+        # jobs without that footprint value go last either way (cc-backend leaves them out);
+        # an index per footprint key serves both directions (cc/db/_jobs.py footprint_indexes)
+        expr = footprint_expr(fld)
         return f" ORDER BY {expr} {direction} NULLS LAST, job.id {direction}"
     else:
         raise FilterError("order.type: expected 'col' or 'foot'")

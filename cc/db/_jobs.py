@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from cc.db._filters import Viewer, build_where, order_clause, page_clause
+from cc.db._filters import Viewer, build_where, footprint_expr, is_footprint_name, order_clause, page_clause
 from cc.db._model import (
     JOB_COLUMNS,
     MONITORING_ARCHIVING_FAILED,
@@ -69,6 +69,21 @@ def query_jobs(conn: sqlite3.Connection, filters: list[dict[str, Any]] | None, v
     limit, lparams = page_clause(page)
     sql = SELECT_JOB + where.sql() + order_clause(order) + limit
     return [Job.from_row(r) for r in conn.execute(sql, where.params + lparams)]
+
+
+def footprint_indexes(conn: sqlite3.Connection, keys: Iterable[str]) -> list[str]:
+    """An index per footprint key (``flops_any_avg``...), so job lists sort and filter by it without
+    reading every row's JSON; returns the keys indexed now (the others had one already)."""
+    existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'job'")}
+    made = []
+    for key in sorted(set(keys)):
+        name = f"jobs_footprint_{key}"
+        if not is_footprint_name(key) or name in existing:
+            continue
+        expr = footprint_expr(key).replace("job.footprint", "footprint")  # the same expression, unqualified
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON job ({expr})')
+        made.append(key)
+    return made
 
 
 def count_jobs(conn: sqlite3.Connection, filters: list[dict[str, Any]] | None, viewer: Viewer | None) -> int:

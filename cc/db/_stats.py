@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from cc.db._filters import FilterError, Viewer, Where, _string, build_where
+from cc.db._filters import FilterError, Viewer, Where, _string, build_where, footprint_expr
 from cc.db._model import SELECT_JOB, Job
 
 GROUP_COLUMNS = {"USER": "job.hpc_user", "PROJECT": "job.project", "CLUSTER": "job.cluster",
@@ -172,7 +172,7 @@ def footprint_histogram(conn: sqlite3.Connection, filters: list[dict[str, Any]] 
     if peak <= 0:
         return points
     where = build_where(filters, viewer)
-    v = f"json_extract(job.footprint, '$.\"{key}\"')"
+    v = footprint_expr(key)
     where.add(f"{v} IS NOT NULL AND {v} <= ?", peak)
     sql = (f"SELECT CAST((CASE WHEN {v} = ? THEN ? * 0.999999999 ELSE {v} END) / ? * ? AS INTEGER) + 1 AS bin, "
            f"COUNT(*) FROM job{where.sql()} GROUP BY bin")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
 
 import httpx
 import trio
@@ -19,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from cc import proc
 from cc.clusters import MetricCatalog, load_clusters
 from cc.db import SCHEMA_VERSION, Database, check_version
+from cc.db._jobs import footprint_indexes
 from cc.jwtauth import TokenVerifier, load_public_key
 from cc.netacl import IPAllowList
 from cc.shm import Store
@@ -118,6 +120,26 @@ def build_context(cfg, instance: str, slot: int, ingest_url: str) -> WebContext:
                       archive=open_archive(cfg), login_limiter=LoginLimiter())
 
 
+async def index_footprints(ctx: WebContext) -> None:
+    """Indexes for the footprint keys of the configured clusters, in the background of every start.
+
+    Sorting or filtering a job list by a footprint value would otherwise read the JSON of
+    every job; on a large existing database the first start spends a few seconds here.
+    """
+    keys: set[str] = set()
+    for cluster in ctx.clusters.values():
+        keys |= cluster.footprint_keys()
+    if not keys:
+        return
+    try:
+        made = await ctx.db.write(footprint_indexes, keys)
+    except sqlite3.Error as e:
+        log.warning("could not index the footprint values: %s", e)
+        return
+    if made:
+        log.info("indexed footprint values for sorting and filtering: %s", ", ".join(made))
+
+
 def open_archive(cfg):
     """The job archive (finished jobs are served from it)."""
     from cc.archive import JobArchive
@@ -143,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     sock.detach()
 
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
+        nursery.start_soon(index_footprints, ctx)
         await serve(app, hc, shutdown_trigger=shutdown.wait)
 
     proc.run(run_app, logger)
