@@ -92,6 +92,25 @@ def test_gpu_jobs_get_gpus_and_their_cores():
     assert pool.allocate(whole) is None
 
 
+def test_node_states_report_allocations_as_slurm_does():
+    cl = clusters(0, 4)
+    pool = NodePool("alex", hardware_of(cl["alex"]))
+    spec = JobSpec(cluster="alex", partition="a100", user="u", project="p", app="pytorch", name="n", profile="gpu",
+                   params={}, kind="gpus", nodes=1, units=2, walltime=3600, runtime=60, outcome="completed",
+                   submit_time=T0, seed=1)
+    shared = pool.allocate(spec)
+    whole = pool.allocate(JobSpec(**{**spec.__dict__, "units": 8}))
+    states = {s["hostname"]: s for s in pool.node_states()}
+    s1, s2 = states[shared.resources[0]["hostname"]], states[whole.resources[0]["hostname"]]
+    mem_mb = pool.nodes[pool.by_host[whole.resources[0]["hostname"]]].hw.mem_gb * 1024  # MB of one a100 node
+    assert s1["states"] == ["mixed"] and s1["cpusAllocated"] == 16 and s1["gpusAllocated"] == 2
+    assert s2["states"] == ["allocated"] and s2["gpusAllocated"] == 8 and s2["jobsRunning"] == 1
+    assert s2["memoryAllocated"] == int(mem_mb)  # an exclusive job has the whole node's memory
+    assert s1["memoryAllocated"] == int(mem_mb * 16 / 64)  # a shared one its CPUs' share
+    idle = [s for s in states.values() if s["jobsRunning"] == 0]
+    assert idle and all(s["states"] == ["idle"] and s["memoryAllocated"] == 0 for s in idle)
+
+
 @pytest.fixture(scope="module")
 def week():
     """A week of the scheduler in virtual time on the demo clusters."""

@@ -188,6 +188,9 @@ class NodePool:
             cpus = int((~n.free_hw).sum())
             gpus = int((~n.free_acc).sum())
             state = "idle" if not n.jobs else ("allocated" if n.exclusive or cpus == len(n.free_hw) else "mixed")
-            out.append({"hostname": n.host, "states": [state], "cpusAllocated": cpus, "memoryAllocated": 0,
+            # MB, as Slurm reports it: the whole node for an exclusive job, else memory per CPU
+            share = 1.0 if n.exclusive else cpus / len(n.free_hw)
+            out.append({"hostname": n.host, "states": [state], "cpusAllocated": cpus,
+                        "memoryAllocated": int(n.hw.mem_gb * 1024 * share) if n.jobs else 0,
                         "gpusAllocated": gpus, "jobsRunning": n.jobs})
         return out

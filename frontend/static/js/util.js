@@ -107,6 +107,14 @@ export function fmtShort(v) {
   return `${+v.toFixed(abs >= 100 ? 0 : abs >= 10 ? 1 : 2)}`;
 }
 
+/** Memory in MB as Slurm reports it (node states' memoryAllocated) -> "512 GB", "750 MB". */
+export function fmtMB(mb) {
+  if (mb === null || mb === undefined) return "";
+  if (mb < 1024) return `${mb} MB`;
+  const gb = mb / 1024;
+  return `${+gb.toFixed(gb >= 100 ? 0 : 1)} GB`;
+}
+
 export function debounce(fn, ms) {
   let t = null;
   return (...args) => {

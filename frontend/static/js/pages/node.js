@@ -10,7 +10,7 @@ import {scopesOf} from "../scopes.js";
 import {selectMetrics} from "../select.js";
 import {loadSettings} from "../settings.js";
 import {fromArgs, refresher, resolutionFor, setURLParams, TimeRange} from "../timerange.js";
-import {$, errorBox, fill, fmtDateTime, fmtDuration, h, pageData, stateClass, unitText} from "../util.js";
+import {$, errorBox, fill, fmtDateTime, fmtDuration, fmtMB, h, pageData, stateClass, unitText} from "../util.js";
 
 const DATA_QUERY = `query($cluster: String!, $nodes: [String!], $metrics: [String!], $scopes: [MetricScope!],
                           $from: Time!, $to: Time!, $res: Int) {
@@ -73,7 +73,7 @@ async function loadInfo() {
         `${d.running.count} running job${d.running.count === 1 ? "" : "s"}`)),
       h("a", {class: "btn btn-small", href: `${listURL}&state=running`, dataset: {showRunning: ""}}, "Show list"),
       h("a", {class: "btn btn-small", href: listURL}, "All jobs on this node"),
-      node ? h("span", {class: "muted"}, `cpus ${node.cpusAllocated ?? 0} · memory ${node.memoryAllocated ?? 0} · ` +
+      node ? h("span", {class: "muted"}, `cpus ${node.cpusAllocated ?? 0} · memory ${fmtMB(node.memoryAllocated ?? 0)} · ` +
                                          `gpus ${node.gpusAllocated ?? 0} allocated (scheduler)`) : null),
     h("h3", {class: "card-title"}, "Running jobs"),
     h("div", {dataset: {runningJobsTable: ""}}, jobTable(d.running.items, "No job runs on this node.")),

@@ -9,7 +9,7 @@ import {countBins, durationBins, Histogram} from "../histogram.js";
 import {HEALTH_STATES, SCHEDULER_STATES, stateBadge} from "../nodestate.js";
 import {loadSettings} from "../settings.js";
 import {refresher} from "../timerange.js";
-import {$, errorBox, fill, h, pageData, PREFIXES} from "../util.js";
+import {$, errorBox, fill, fmtMB, h, pageData, PREFIXES} from "../util.js";
 
 const QUERY = `query($cluster: String!, $filter: [JobFilter!], $sortBy: SortByAggregate, $from: Time!, $to: Time!,
                      $metrics: [String!]) {
@@ -133,7 +133,7 @@ function render(d) {
                         n.hostname)),
           h("td", {}, n.subCluster), h("td", {}, stateBadge(n.schedulerState)), h("td", {}, stateBadge(n.healthState, "health")),
           h("td", {class: "num"}, String(n.jobsRunning)), h("td", {class: "num"}, String(n.cpusAllocated ?? "")),
-          h("td", {class: "num"}, String(n.memoryAllocated ?? "")), h("td", {class: "num"}, String(n.gpusAllocated ?? ""))))))),
+          h("td", {class: "num"}, fmtMB(n.memoryAllocated)), h("td", {class: "num"}, String(n.gpusAllocated ?? ""))))))),
     ] : h("p", {class: "muted", dataset: {noNodeStates: ""}},
           "No node states reported (the scheduler adapter sends them with POST /api/nodestate)."));
   const catSel = h("select", {dataset: {field: "top-category"}, title: "Rank by", onchange: () => {
