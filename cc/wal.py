@@ -46,6 +46,7 @@ import orjson
 import trio
 import zstandard
 
+from cc.fsio import fsync_dir, write_all
 from cc.shm import _layout as L
 from cc.shm._registry import SeriesKey
 from cc.shm._store import Store
@@ -90,14 +91,6 @@ def _frame(rtype: int, payload: bytes, compress: zstandard.ZstdCompressor | None
     tail = REC.pack(0, len(payload), rtype, flags, 0, raw_len)[4:]
     crc = zlib.crc32(payload, zlib.crc32(tail))
     return struct.pack("<I", crc) + tail + payload
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WalWriter:
@@ -151,7 +144,7 @@ class WalWriter:
             os.write(fd, head)
             if self.sync_policy != "off":
                 os.fsync(fd)
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
         except OSError as e:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -219,11 +212,8 @@ class WalWriter:
         return self.appended
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
         try:
-            while view:
-                n = os.write(self.fd, view)
-                view = view[n:]
+            write_all(self.fd, data)
         except OSError as e:
             # Cut the partial record off, so later records stay readable; else start a new file.
             try:

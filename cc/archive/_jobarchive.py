@@ -13,7 +13,6 @@ archive.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job
+from cc.fsio import fsync_dir, replace_atomically, write_all
 
 ARCHIVE_VERSION = 3
 GZIP_THRESHOLD = 2000  # bytes of JSON; cc-backend compresses data.json above this size
@@ -92,18 +92,7 @@ def gunzip(blob: bytes) -> bytes:
 def _write_file(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -198,13 +187,13 @@ class JobArchive:
         try:
             _write_file(tmp / "meta.json", orjson.dumps(meta))
             _write_file(tmp / name, blob)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             old = None
             if target.exists():
                 old = parent / f".old-{target.name}-{uuid.uuid4().hex[:12]}"
                 os.rename(target, old)
             os.rename(tmp, target)
-            _fsync_dir(parent)
+            fsync_dir(parent)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -226,14 +215,7 @@ class JobArchive:
         with self._lock:  # one writer per process; the file is replaced atomically for everyone
             meta = orjson.loads(path.read_bytes())
             meta.update(fields)
-            tmp = path.with_name(f".meta-{uuid.uuid4().hex[:12]}.json")
-            try:
-                _write_file(tmp, orjson.dumps(meta))
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-                raise
+            replace_atomically(path, orjson.dumps(meta))
         return meta
 
     def delete(self, cluster: str, job_id: int, start_time: int) -> bool:

@@ -38,6 +38,7 @@ import numpy as np
 import orjson
 import zstandard
 
+from cc.fsio import fsync_dir
 from cc.shm import _layout as L
 from cc.shm._registry import SeriesKey
 from cc.shm._store import Store
@@ -228,11 +229,7 @@ def write_snapshot(store: Store, directory: Path, epoch: int, *, fmt: str = "bin
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(directory)
     st.seconds = time.perf_counter() - t0
     return st
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import trio
 from cc.agent.sinks import Sink, make_sink
 from cc.clusters import Cluster, load_clusters
 from cc.config import Config
+from cc.fsio import replace_atomically
 from cc.jwtauth import load_private_key, sign_token
 from cc.sim.nodes import NodeSim
 from cc.sim.scheduler import Running, Scheduler, start_payload, stop_payload
@@ -69,9 +69,7 @@ def read_json(path: Path) -> dict[str, Any]:
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     """Atomic replace (the file is read after crashes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
+    replace_atomically(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2), durable=False)
 
 
 def addresses(cfg: Config, opts: SimOptions) -> tuple[str, str]:

@@ -22,7 +22,6 @@ Series that stop reporting are released only once everything they hold is archiv
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -34,6 +33,7 @@ import numpy as np
 import orjson
 
 from cc.config import MetricStoreConfig
+from cc.fsio import fsync_dir, replace_atomically
 from cc.shm import _layout as L
 from cc.shm._snapshot import live_series
 from cc.shm._store import MAX_FUTURE_SECONDS, Store
@@ -103,13 +103,8 @@ class Archiver:
             self.store.hdr[L.H_ARCHIVED_TO] = self.archived_to
 
     def _save(self, in_progress: int | None) -> None:
-        path = self.dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps({"archived_to": self.archived_to, "in_progress": in_progress}))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.dir)
+        replace_atomically(self.dir / STATE_FILE,
+                           orjson.dumps({"archived_to": self.archived_to, "in_progress": in_progress}))
 
     def cut(self, t: int, frequency: int) -> int:
         return (t - self.retention - self.margin) // frequency
@@ -249,13 +244,4 @@ def _write_parquet(path: Path, table: pa.Table) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(path.parent)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from quart import Blueprint, Response, current_app, g, request
 
 from cc.db import ROLES, UserError
 from cc.db import _users as users
+from cc.fsio import replace_atomically
 from cc.jwtauth import AuthError, load_private_key, sign_token
 from cc.webd.admin_api import delete_user_for
 from cc.webd.auth import session_viewer
@@ -160,11 +160,8 @@ async def edit_notice() -> Response:
     content = (await _fields()).get("new-content") or ""
     if len(content) > MAX_NOTICE_LENGTH:
         raise APIError(400, f"notice content exceeds maximum length of {MAX_NOTICE_LENGTH} characters")
-    path = _ctx().cfg.var_dir / "notice.txt"
-    tmp = path.with_name(".notice.txt.tmp")
     try:
-        tmp.write_text(content)
-        os.replace(tmp, path)
+        replace_atomically(_ctx().cfg.var_dir / "notice.txt", content.encode(), durable=False)
     except OSError as e:
         raise APIError(500, f"writing the notice file failed: {e}") from None
     log.info("admin %r %s the notice", g.viewer.username, "updated" if content.strip() else "cleared")
