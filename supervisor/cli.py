@@ -236,14 +236,21 @@ def cmd_logs(args) -> int:
     return 0
 
 
-def _db(cfg):
-    """The migrated job database (created on first use)."""
-    from cc.db import MigrationError, connect, migrate
+def _migrated(cfg) -> None:
+    """Create or upgrade the job database; an error ends the command with its message."""
+    from cc.db import MigrationError, migrate
 
     try:
         migrate(cfg.db_path)
     except MigrationError as e:
         raise SystemExit(f"error: {cfg.db_path}: {e}") from None
+
+
+def _db(cfg):
+    """A connection to the migrated job database (created on first use)."""
+    from cc.db import connect
+
+    _migrated(cfg)
     return connect(cfg.db_path)
 
 
@@ -343,12 +350,8 @@ def _archive_setup(cfg):
     """Migrated database, the job archive and its clusters (unreadable cluster.json files reported)."""
     from cc.archive import ArchiveError, JobArchive
     from cc.archive.dbsync import load_archive_clusters
-    from cc.db import MigrationError, migrate
 
-    try:
-        migrate(cfg.db_path)
-    except MigrationError as e:
-        raise SystemExit(f"error: {cfg.db_path}: {e}") from None
+    _migrated(cfg)
     archive = JobArchive(cfg.archive_path)
     try:
         archive.version()

@@ -73,15 +73,7 @@ class Database:
         return fn(self._reader(), *args)
 
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        conn = self._writer_conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        return transaction(self._writer_conn(), fn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(self.read_sync, fn, *args, limiter=self._read_limiter)

@@ -54,7 +54,6 @@ class Ingestor:
         self.wal = wal
         self.parser = LineParser(catalog.get, max_errors=MAX_REPORTED_ERRORS)
         self.kid_sid = np.full(1024, -1, dtype=np.int64)
-        self._fresh_keys: dict[int, SeriesKey] = {}  # kid -> key, resolved during the current request
         self.counters = store.counters[slot]
 
     def _count(self, name: str, n: int) -> None:
@@ -81,16 +80,15 @@ class Ingestor:
             grown[: len(self.kid_sid)] = self.kid_sid
             self.kid_sid = grown
         sids = self.kid_sid[parsed.kids]
+        resolved: list[int] = []  # kids whose keys the parser can forget once the WAL has them
         if (sids < 0).any():
             missing = np.unique(parsed.kids[sids < 0])
             keys = [self.parser.key(int(k)) for k in missing]
-            # the WAL's key table needs these keys right below; the parser forgets them now
-            self._fresh_keys = dict(zip(missing.tolist(), keys, strict=True))
             freqs = [self.parser.frequency(int(k)) for k in missing]
             got = self.store.resolve(keys, freqs, counter_slot=self.slot)
             # Only successes are cached: a series refused for the memory cap may fit later.
             self.kid_sid[missing] = np.where(got >= 0, got, -1)
-            self.parser.forget(missing[got >= 0].tolist())
+            resolved = missing[got >= 0].tolist()
             sids = self.kid_sid[parsed.kids]
             if (sids < 0).any():
                 lookup = dict(zip(missing.tolist(), got.tolist(), strict=True))
@@ -103,13 +101,13 @@ class Ingestor:
             sids, kids, ts, values = sids[ok], kids[ok], ts[ok], values[ok]
         # The WAL gate spans the shared-memory write and the append (rotation protocol:
         # cc/storeproc/_checkpoint.py); the same age limits apply again on replay.
-        with self.wal.gate() if self.wal is not None else contextlib.nullcontext():
-            ws = self.store.write(sids, ts, values, now=now, counter_slot=self.slot)
-            if self.wal is not None:
-                try:
+        try:
+            with self.wal.gate() if self.wal is not None else contextlib.nullcontext():
+                ws = self.store.write(sids, ts, values, now=now, counter_slot=self.slot)
+                if self.wal is not None:
                     res.wal_seq = self.wal.append(kids, ts, values, now, self._describe)
-                finally:
-                    self._fresh_keys = {}
+        finally:
+            self.parser.forget(resolved)  # after the WAL's key table took them
         if ws.remapped:
             for old, new in ws.remapped.items():
                 kids = np.flatnonzero(self.kid_sid == old)
@@ -126,10 +124,8 @@ class Ingestor:
 
     def _describe(self, kid: int) -> tuple[SeriesKey, int]:
         """Key and frequency of a kid for the WAL's key table (the parser forgets resolved keys)."""
-        key = self._fresh_keys.get(kid)
-        if key is None:
-            try:
-                key = self.parser.key(kid)
-            except KeyError:
-                key = self.store.key_of(int(self.kid_sid[kid]))
+        try:
+            key = self.parser.key(kid)
+        except KeyError:
+            key = self.store.key_of(int(self.kid_sid[kid]))
         return key, self.parser.frequency(kid)

@@ -40,24 +40,8 @@ async def viewer_for(username: str, roles: tuple[str, ...] | None) -> Viewer:
     return Viewer(username, tuple(roles), projects)
 
 
-async def authenticate_jwt() -> tuple[Claims | None, Viewer | None]:
-    ctx = _ctx()
-    if not ctx.allow.allows(client_ip()):
-        raise APIError(403, f"address {client_ip()} is not in main.api-allowed-ips")
-    if ctx.verifier is None:
-        return None, Viewer("anonymous", ("admin", "api"))
-    token = token_from_headers(request.headers)
-    if not token:
-        raise APIError(401, "missing JWT (send 'Authorization: Bearer <token>' or 'X-Auth-Token')")
-    try:
-        claims = ctx.verifier.verify(token)
-    except AuthError as e:
-        raise APIError(401, str(e)) from None
-    return claims, await viewer_for(claims.user, claims.roles or None)
-
-
-def authenticate_api(required_role: str | None = "api") -> Claims | None:
-    """Synchronous JWT check for endpoints that need no database (metric store API)."""
+def _verified_claims() -> Claims | None:
+    """The request's address and JWT checked (None: authentication is disabled)."""
     ctx = _ctx()
     if not ctx.allow.allows(client_ip()):
         raise APIError(403, f"address {client_ip()} is not in main.api-allowed-ips")
@@ -67,9 +51,23 @@ def authenticate_api(required_role: str | None = "api") -> Claims | None:
     if not token:
         raise APIError(401, "missing JWT (send 'Authorization: Bearer <token>' or 'X-Auth-Token')")
     try:
-        claims = ctx.verifier.verify(token)
+        return ctx.verifier.verify(token)
     except AuthError as e:
         raise APIError(401, str(e)) from None
+
+
+async def authenticate_jwt() -> tuple[Claims | None, Viewer | None]:
+    claims = _verified_claims()
+    if claims is None:
+        return None, Viewer("anonymous", ("admin", "api"))
+    return claims, await viewer_for(claims.user, claims.roles or None)
+
+
+def authenticate_api(required_role: str | None = "api") -> Claims | None:
+    """Synchronous JWT check for endpoints that need no database (metric store API)."""
+    claims = _verified_claims()
+    if claims is None:
+        return None
     if required_role and required_role not in claims.roles:
         raise APIError(403, f"token of user {claims.user!r} lacks the {required_role!r} role")
     return claims
