@@ -217,6 +217,15 @@ def header(title: str) -> None:
     print(f"   {code_state()}")
 
 
+def run_main(main) -> None:
+    """``sys.exit(main())`` for a benchmark script; Ctrl-C ends it with 130 after its cleanup ran."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

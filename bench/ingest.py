@@ -35,6 +35,7 @@ from bench._common import (  # noqa: E402
     median,
     open_connections,
     parse_settings,
+    run_main,
 )
 
 TARGET = 300_000
@@ -255,8 +256,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

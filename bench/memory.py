@@ -50,6 +50,7 @@ from bench._common import (  # noqa: E402
     open_connections,
     parse_settings,
     process_tree,
+    run_main,
 )
 
 TARGET = 8.5
@@ -265,8 +266,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -42,6 +42,7 @@ from bench._common import (  # noqa: E402
     median,
     parse_settings,
     percentile,
+    run_main,
 )
 
 TARGET_RATIO = 3.0
@@ -209,8 +210,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

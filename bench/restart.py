@@ -44,6 +44,7 @@ from bench._common import (  # noqa: E402
     installation,
     median,
     parse_settings,
+    run_main,
     wait_children_up,
 )
 
@@ -223,8 +224,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_main(main)

@@ -8,18 +8,8 @@ import httpx
 import orjson
 import pytest
 
+from tests.graphql_helpers import NOW, USERS
 from tests.helpers import Installation, running, small_cluster
-
-NOW = int(time.time())
-
-USERS = {  # username -> roles (also what their tokens carry)
-    "admin": ["admin", "api"],
-    "adapter": ["api"],
-    "alice": ["user"],
-    "bob": ["user"],
-    "mgr": ["manager"],
-    "sup": ["support"],
-}
 
 
 def two_subclusters() -> dict:

@@ -299,11 +299,11 @@ def is_footprint_name(name: Any) -> bool:
     return isinstance(name, str) and bool(name) and name.replace("_", "").isalnum() and name.isascii()
 
 
-def footprint_expr(name: str) -> str:
-    """The SQL of one footprint value; the same text as the per-metric indexes (``footprint_indexes``)."""
+def footprint_expr(name: str, column: str = "job.footprint") -> str:
+    """The SQL of one footprint value; the per-key indexes (``footprint_indexes``) use the same expression."""
     if not is_footprint_name(name):
         raise FilterError(f"footprint: {name!r} is not a footprint name like 'flops_any_avg'")
-    return f"json_extract(job.footprint, '$.\"{name}\"')"
+    return f"json_extract({column}, '$.\"{name}\"')"
 
 
 def order_clause(order: dict[str, Any] | None) -> str:

@@ -80,8 +80,7 @@ def footprint_indexes(conn: sqlite3.Connection, keys: Iterable[str]) -> list[str
         name = f"jobs_footprint_{key}"
         if not is_footprint_name(key) or name in existing:
             continue
-        expr = footprint_expr(key).replace("job.footprint", "footprint")  # the same expression, unqualified
-        conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON job ({expr})')
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON job ({footprint_expr(key, "footprint")})')
         made.append(key)
     return made
 

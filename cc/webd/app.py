@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import socket
 import sqlite3
+import time
 
 import httpx
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
-from quart import Response, request
+from quart import Response, g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -70,13 +71,20 @@ def create_app(ctx: WebContext) -> QuartTrio:
         log.error("internal error: %s", original, exc_info=original if isinstance(original, BaseException) else None)
         return error_response(500, f"internal error: {type(original).__name__}: {original}")
 
+    @app.before_request
+    async def start_clock() -> None:
+        g.started = time.perf_counter()
+
     @app.after_request
-    async def drain_request_body(resp: Response) -> Response:
-        """Read what a handler left unread of the request body (refused before reading it, or not needed).
+    async def finish_request(resp: Response) -> Response:
+        """Handler time as ``Server-Timing`` (auth, SQL, JSON; for clients and benchmarks), then read
+        what a handler left unread of the request body (refused before reading it, or not needed).
 
         Otherwise the next request on the same keep-alive connection can hang: the server
         still has the old body to hand to an application that will never take it.
         """
+        if "started" in g:
+            resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.started) * 1000:.2f}"
         try:
             await request.get_data(cache=False)
         except HTTPException:  # too large or too slow: do not keep this connection

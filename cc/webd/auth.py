@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from quart import Response, current_app, g, request, session
+from quart import current_app, g, request, session
 
 from cc.db import Viewer
 from cc.db._users import get_user
@@ -96,17 +96,13 @@ def rest_route(*roles: str):
     def deco(fn: Callable[..., Awaitable[Any]]):
         @functools.wraps(fn)
         async def wrapper(*args, **kwargs):
-            started = time.perf_counter()
             _, viewer = await authenticate_jwt()
             if roles and not viewer.has(*roles):
                 raise APIError(403, f"user {viewer.username!r} lacks the role: {' or '.join(roles)}")
             if not viewer.roles:
                 raise APIError(403, f"user {viewer.username!r} has no roles")
             g.viewer = viewer
-            resp = await fn(*args, **kwargs)
-            if isinstance(resp, Response):  # handler time (auth, SQL, JSON) for clients and benchmarks
-                resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
-            return resp
+            return await fn(*args, **kwargs)
 
         return wrapper
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -108,7 +107,6 @@ def _log_failures(result: ExecutionResult) -> None:
 
 @bp.route("/query", methods=["POST"])
 async def query() -> Response:
-    started = time.perf_counter()
     viewer = await _viewer()
     body = await _request_body()
     if isinstance(body, Response):
@@ -122,10 +120,7 @@ async def query() -> Response:
     if is_awaitable(result):
         result = await result
     _log_failures(result)
-    resp = json_response(result.formatted)
-    # handler time (auth, execution, JSON encoding) for clients and benchmarks
-    resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
-    return resp
+    return json_response(result.formatted)
 
 
 # -- development pages ------------------------------------------------------------------------
