@@ -217,6 +217,19 @@ def header(title: str) -> None:
     print(f"   {code_state()}")
 
 
+def finish_load(conn) -> None:
+    """After a bulk insert: an "app" tag on every 20th job, then ANALYZE (as a long-running database has it)."""
+    from cc.db import transaction
+    from cc.db._tags import add_tag
+
+    def tag(c):
+        for (i,) in c.execute("SELECT id FROM job WHERE id % 20 = 0").fetchall():
+            add_tag(c, None, i, "app", f"app{i % 7}")
+
+    transaction(conn, tag)
+    conn.execute("ANALYZE")
+
+
 def run_main(main) -> None:
     """``sys.exit(main())`` for a benchmark script; Ctrl-C ends it with 130 after its cleanup ran."""
     try:

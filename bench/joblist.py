@@ -33,8 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from bench._common import header, installation, median, percentile  # noqa: E402
-from bench.joblist_graphql import finish_load  # noqa: E402
+from bench._common import finish_load, header, installation, median, percentile  # noqa: E402
 from cc.db import Job, connect, transaction  # noqa: E402
 from cc.db._jobs import insert_jobs  # noqa: E402
 from cc.db._users import add_user  # noqa: E402

@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import orjson  # noqa: E402
 
-from bench._common import header, installation, median, percentile  # noqa: E402
+from bench._common import finish_load, header, installation, median, percentile  # noqa: E402
 from cc.db import Job, connect, transaction  # noqa: E402
 from cc.db._jobs import insert_jobs  # noqa: E402
-from cc.db._tags import add_tag  # noqa: E402
 from cc.db._users import add_user  # noqa: E402
 from tests.helpers import small_cluster  # noqa: E402
 
@@ -78,17 +77,6 @@ def make_jobs(n: int, now: int, rng: random.Random) -> list[Job]:
                                             "mem_bw_avg": rng.random() * 100},
         ))
     return jobs
-
-
-def finish_load(conn) -> None:
-    """After a bulk insert: an "app" tag on every 20th job, then ANALYZE (as a long-running database has it)."""
-
-    def tag(c):
-        for (i,) in c.execute("SELECT id FROM job WHERE id % 20 = 0").fetchall():
-            add_tag(c, None, i, "app", f"app{i % 7}")
-
-    transaction(conn, tag)
-    conn.execute("ANALYZE")
 
 
 def load(db_path: Path, n: int) -> float:

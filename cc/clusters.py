@@ -144,6 +144,12 @@ class ClusterMetric:
     raw: dict[str, Any]
 
 
+def footprint_key(m: ClusterMetric) -> str | None:
+    """The ``job.footprint`` key of a metric marked ``footprint`` (``flops_any_avg``); None if it is not."""
+    stat = m.raw.get("footprint")
+    return f"{m.name}_{stat}" if stat in ("avg", "min", "max") else None
+
+
 @dataclass
 class SubCluster:
     name: str
@@ -173,8 +179,7 @@ class Cluster:
 
     def footprint_keys(self) -> set[str]:
         """``<metric>_<avg|min|max>`` of every metric some subcluster marks ``footprint`` (keys of job.footprint)."""
-        return {f"{name}_{m.raw['footprint']}" for sc in self.subclusters for name, m in sc.metrics.items()
-                if m.raw.get("footprint") in ("avg", "min", "max")}
+        return {k for sc in self.subclusters for m in sc.metrics.values() if (k := footprint_key(m))}
 
     def subcluster(self, name: str) -> SubCluster | None:
         for sc in self.subclusters:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cc.archive import JobArchive
-from cc.clusters import Cluster, MetricCatalog, SubCluster, Topology
+from cc.clusters import Cluster, MetricCatalog, SubCluster, Topology, footprint_key
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job
 from cc.query import Query, QueryRequest, execute, resample
 from cc.shm import Store
@@ -355,9 +355,9 @@ def footprint(job: Job, cluster: Cluster, statistics: dict[str, Any]) -> dict[st
     sc = subcluster_of(job, cluster)
     out: dict[str, float] = {}
     for name, m in sc.metrics.items():
-        kind = m.raw.get("footprint")
-        if kind in ("avg", "min", "max"):
-            out[f"{name}_{kind}"] = float((statistics.get(name) or {}).get(kind, 0.0))
+        key = footprint_key(m)
+        if key:
+            out[key] = float((statistics.get(name) or {}).get(m.raw["footprint"], 0.0))
     return out
 
 
