@@ -23,7 +23,9 @@ in steady state.  Two states are measured:
 * **A** - ingest workers have seen only the warm-up series;
 * **B** - steady state: every ingest worker has also received one point of every series over
   HTTP (in a real installation collectors reconnect and reach every worker), so each worker
-  holds its parser cache for all series.  B is the figure compared to the target.
+  holds its prefix index for all series, and the burst of registrations is over (a worker
+  returns the temporaries of such a burst to the kernel a few seconds later; **B0** is the
+  same measurement right after the burst).  B is the figure compared to the target.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from bench._common import (  # noqa: E402
 )
 
 TARGET = 8.5
+TRIM_WAIT = 15
 NODE_METRICS = ["cpu_load", "mem_used", "net_bw", "ib_bw", "file_bw", "cpu_power", "mem_power", "disk_free"]
 HW_METRICS = ["cpu_user", "flops_any", "ipc"]
 
@@ -255,11 +258,16 @@ def main(argv: list[str] | None = None) -> int:
             registered = store.usage()["series_registered"]
             if registered != len(sids):
                 raise RuntimeError(f"{registered} series registered, expected {len(sids)}: HTTP keys differ")
+            b0 = measure(inst, store, sids, "B0 (right after that burst)")
+            time.sleep(TRIM_WAIT)
+            print(f"   waited {TRIM_WAIT} s: an ingest worker trims its heap once a burst of new series is over "
+                  "(cc.proc.keep_heap_trimmed, 5-10 s after the last one)")
             b = measure(inst, store, sids, "B (steady state: every ingest worker saw every series)")
         finally:
             store.close()
     met = "met" if b["bpp"] <= TARGET else "NOT met"
-    print(f"   result: {b['bpp']:.3f} B/point in steady state (B), {a['bpp']:.3f} B/point in state A; "
+    print(f"   result: {b['bpp']:.3f} B/point in steady state (B), {b0['bpp']:.3f} right after the burst (B0), "
+          f"{a['bpp']:.3f} B/point in state A; "
           f"target <= {TARGET} B/point: {met}; ring slots alone cost 8 x {cap}/{b['points'] / len(sids):.0f} = "
           f"{8 * cap / (b['points'] / len(sids)):.3f} B/point")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -37,6 +38,45 @@ async def watch_parent(shutdown: trio.Event, log: logging.Logger, interval: floa
         await trio.sleep(interval)
 
 
+def release_free_heap() -> bool:
+    """Return freed heap memory to the kernel (glibc ``malloc_trim``); False where unavailable.
+
+    Why: glibc keeps freed chunks in the middle of the heap mapped, so a burst of temporary
+    allocations (an ingest worker registering 100,000 new series) would stay in the RSS of a
+    long-running process for good.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
+async def keep_heap_trimmed(progress: Callable[[], int] | None = None, *, settle: float = 5.0,
+                            every: float = 600.0) -> None:
+    """Call :func:`release_free_heap` at quiet moments, for the life of the process.
+
+    Once ``settle`` seconds after the start (imports and setup leave freed temporaries
+    behind), ``settle`` seconds after a burst of work counted by ``progress`` is over (say, an
+    ingest worker registering new series), and every ``every`` seconds.  The trim runs in a
+    worker thread: it walks the whole heap.
+    """
+    last = progress() if progress else 0
+    trimmed_at: int | None = None
+    waited = 0.0
+    while True:
+        await trio.sleep(settle)
+        waited += settle
+        now = progress() if progress else 0
+        if (now == last and now != trimmed_at) or waited >= every:
+            if not await trio.to_thread.run_sync(release_free_heap):
+                return
+            trimmed_at, waited = now, 0.0
+        last = now
+
+
 def setup_logging(name: str, level: str | None = None) -> logging.Logger:
     level = (level or os.environ.get("LOGLEVEL") or "info").upper()
     level = {"WARN": "WARNING", "ERR": "ERROR", "CRIT": "CRITICAL"}.get(level, level)
@@ -66,11 +106,12 @@ def load(args: argparse.Namespace) -> tuple[Config, str]:
 
 
 def run(main: Callable[[trio.Nursery, trio.Event], Awaitable[None]], log: logging.Logger,
-        grace: float = 5.0) -> None:
+        grace: float = 5.0, heap_progress: Callable[[], int] | None = None) -> None:
     """Run ``main(nursery, shutdown)`` under Trio.
 
     SIGTERM/SIGINT set ``shutdown`` (servers use it to finish in-flight requests);
-    whatever still runs ``grace`` seconds later is cancelled.
+    whatever still runs ``grace`` seconds later is cancelled.  ``heap_progress`` counts work
+    after whose bursts the heap is trimmed (:func:`keep_heap_trimmed`).
     """
 
     async def runner() -> None:
@@ -86,6 +127,7 @@ def run(main: Callable[[trio.Nursery, trio.Event], Awaitable[None]], log: loggin
 
             nursery.start_soon(watch_signals)
             nursery.start_soon(watch_parent, shutdown, log)
+            nursery.start_soon(keep_heap_trimmed, heap_progress)
             await main(nursery, shutdown)
             nursery.cancel_scope.cancel()
 

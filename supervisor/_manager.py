@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import trio
 
-from cc import ipc
+from cc import ipc, proc
 from cc.clusters import load_catalog
 from cc.config import Config, split_addr
 from cc.shm import Layout, Store, instance_id, list_segments, unlink_all
@@ -353,6 +353,7 @@ class Supervisor:
             async with trio.open_nursery() as nursery:
                 await nursery.start(ipc.serve, self.cfg.run_dir / "supervisor.sock", self.handle)
                 nursery.start_soon(self._watch_signals)
+                nursery.start_soon(proc.keep_heap_trimmed)
                 await self._start_children(nursery)
                 await self.shutdown.wait()
                 await self.stop_children()

@@ -16,7 +16,6 @@ import trio
 
 from cc import ipc
 from cc.config import ConfigError, load_config
-from cc.jwtauth import AuthError, load_private_key, sign_token
 from cc.shm import instance_id, list_segments, unlink_all
 
 EPILOG = """\
@@ -256,6 +255,7 @@ def _db(cfg):
 
 def cmd_jwt(args) -> int:
     from cc.db._users import get_user
+    from cc.jwtauth import AuthError, load_private_key, sign_token
 
     cfg = _load(args)
     if args.roles is not None:

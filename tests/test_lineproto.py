@@ -131,12 +131,12 @@ def test_same_series_same_kid():
     assert parsed.kids.tolist() == [0, 0, 0, 1]
     assert p.num_keys == 2
     assert p.key(0) == K(type="hwthread", type_id="1") and p.key(1) == K(type="hwthread", type_id="2")
-    assert p.frequency(0) == 60
+    assert p.frequency_of(p.key(0)) == 60
     # kids are stable across parses
     again = p.parse(body.replace(b"type-id=1 ", b"type-id=2 "), "c1", NOW)
     assert again.kids.tolist() == [1, 0, 1, 1]
     mem = p.parse(b"mem_bw,cluster=c1,hostname=n1 value=1 1763600000", None, NOW)
-    assert mem.kids.tolist() == [2] and p.frequency(2) == 30
+    assert mem.kids.tolist() == [2] and p.frequency_of(p.key(2)) == 30
 
 
 def test_lookup_is_called_on_cache_misses_only():
@@ -767,6 +767,6 @@ def test_forgotten_keys_keep_their_kid_and_can_be_restored():
     with pytest.raises(KeyError):
         p.key(kid)
     assert int(p.parse(line, None, NOW).kids[0]) == kid  # the prefix cache still knows it
-    assert p.frequency(kid) == 60
+    assert p.frequency_of(key) == 60
     p.restore(kid, key)
     assert p.key(kid) == key

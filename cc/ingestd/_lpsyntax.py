@@ -277,5 +277,6 @@ def canonical_key(prefix: bytes, default_cluster: str | None) -> SeriesKey:
         stype, stype_id = "filesystem", _decode(raw_fs, "tag 'filesystem'")
     else:
         stype = stype_id = ""
-    # interned: thousands of series share these few strings, and a worker keeps every key it saw
+    # interned: thousands of series share these few strings, and a burst of new series holds
+    # thousands of keys until the worker has resolved them
     return SeriesKey(*map(sys.intern, (cluster, host, metric, scope, type_id, stype, stype_id)))

@@ -53,8 +53,9 @@ class Ingestor:
         self.slot = slot
         self.wal = wal
         self.parser = LineParser(catalog.get, max_errors=MAX_REPORTED_ERRORS)
-        self.kid_sid = np.full(1024, -1, dtype=np.int64)
+        self.kid_sid = np.full(1024, -1, dtype=np.int32)  # series ids fit: the registry holds < 2**25
         self.counters = store.counters[slot]
+        self.registered = 0  # series this worker resolved to ids (drives the heap trim, see app.py)
 
     def _count(self, name: str, n: int) -> None:
         if n:
@@ -76,20 +77,21 @@ class Ingestor:
             return res
         nk = self.parser.num_keys
         if nk > len(self.kid_sid):
-            grown = np.full(max(nk, 2 * len(self.kid_sid)), -1, dtype=np.int64)
+            grown = np.full(max(nk, 2 * len(self.kid_sid)), -1, dtype=np.int32)
             grown[: len(self.kid_sid)] = self.kid_sid
             self.kid_sid = grown
-        sids = self.kid_sid[parsed.kids]
+        sids = self.kid_sid[parsed.kids].astype(np.int64)
         resolved: list[int] = []  # kids whose keys the parser can forget once the WAL has them
         if (sids < 0).any():
             missing = np.unique(parsed.kids[sids < 0])
             keys = [self.parser.key(int(k)) for k in missing]
-            freqs = [self.parser.frequency(int(k)) for k in missing]
+            freqs = [self.parser.frequency_of(key) for key in keys]
             got = self.store.resolve(keys, freqs, counter_slot=self.slot)
             # Only successes are cached: a series refused for the memory cap may fit later.
             self.kid_sid[missing] = np.where(got >= 0, got, -1)
             resolved = missing[got >= 0].tolist()
-            sids = self.kid_sid[parsed.kids]
+            self.registered += len(resolved)
+            sids = self.kid_sid[parsed.kids].astype(np.int64)
             if (sids < 0).any():
                 lookup = dict(zip(missing.tolist(), got.tolist(), strict=True))
                 reasons = np.array([lookup.get(int(k), 0) for k in parsed.kids[sids < 0]])
@@ -128,4 +130,4 @@ class Ingestor:
             key = self.parser.key(kid)
         except KeyError:
             key = self.store.key_of(int(self.kid_sid[kid]))
-        return key, self.parser.frequency(kid)
+        return key, self.parser.frequency_of(key)

@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         await shutdown.wait()
 
     try:
-        proc.run(run_app, logger)
+        # Registering new series leaves freed parser and registry temporaries in the heap.
+        proc.run(run_app, logger, heap_progress=lambda: app.ingestor.registered)
     finally:
         if wal is not None:
             wal.close()

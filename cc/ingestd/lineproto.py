@@ -11,7 +11,7 @@ canonical :class:`~cc.shm._store.SeriesKey` gets a persistent small integer id, 
 Two paths produce identical results:
 
 * **Fast path.**  A line that splits on single spaces into exactly ``prefix field
-  timestamp`` and whose raw prefix bytes are in the prefix cache only has its field and
+  timestamp`` and whose raw prefix bytes are in the prefix index only has its field and
   timestamp collected; all of them are validated and converted at once with numpy
   (floats and ``i`` integers up to 18 digits; decimal timestamps up to 19 digits).
 * **Slow path.**  Everything else (first sight of a prefix, escapes in the separators,
@@ -21,10 +21,11 @@ Two paths produce identical results:
   path defines the semantics; the fast path only accepts lines whose result it computes
   identically and hands everything else back.
 
-The prefix cache only ever holds prefixes the slow path resolved completely (canonical key
-built, metric looked up), so a cache hit implies the prefix is valid.  A valid prefix never
-ends in a backslash (``\\`` followed by a space escapes the space), so ``line.split(b' ')[0]``
-equals a cached prefix only if it really is the line's prefix.
+The prefix index (:mod:`cc.ingestd._prefixindex`, sorted hashes, 14-16 B per prefix instead of
+a dict of the prefix bytes) only ever holds prefixes the slow path resolved completely
+(canonical key built, metric looked up), so a hit implies the prefix is valid.  A valid prefix
+never ends in a backslash (``\\`` followed by a space escapes the space), so
+``line.split(b' ')[0]`` equals an indexed prefix only if it really is the line's prefix.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from cc.ingestd._lpsyntax import (
     show,
     timestamp_seconds,
 )
+from cc.ingestd._prefixindex import MISS, PrefixIndex, prefix_hash, prefix_hashes
 from cc.shm._registry import SeriesKey
 
 __all__ = ["LineError", "LineParser", "Parsed", "SCOPE_TYPES"]
@@ -236,20 +238,22 @@ class LineParser:
         self._lookup = lookup
         self.max_errors = max_errors
         self.cache_limit = cache_limit
-        # raw prefix -> kid (or -1: metric unknown), one dict per ?cluster= default.
-        self._caches: dict[str | None, dict[bytes, int]] = {}
+        # raw prefix -> kid (or -1: metric unknown), one index per ?cluster= default.
+        self._caches: dict[str | None, PrefixIndex] = {}
         self._cache_size = 0
+        # Keys of kids not yet resolved by the caller (see forget()): per-series memory in
+        # every worker is kept to the prefix index.
         self._kid_of: dict[SeriesKey, int] = {}
-        self._keys: list[SeriesKey | None] = []
-        self._specs: list[MetricSpec] = []
+        self._keys: dict[int, SeriesKey] = {}
+        self._num_keys = 0
 
     # --- kids -----------------------------------------------------------------------------
     @property
     def num_keys(self) -> int:
-        return len(self._keys)
+        return self._num_keys
 
     def key(self, kid: int) -> SeriesKey:
-        key = self._keys[kid]
+        key = self._keys.get(kid)
         if key is None:
             raise KeyError(f"key of kid {kid} was forgotten (the caller resolved it)")
         return key
@@ -259,22 +263,29 @@ class LineParser:
 
         A worker sees every series of the cluster; keeping their keys would cost a few
         hundred bytes per series in every ingest process.  A raw prefix seen later still
-        maps to its kid through the prefix cache; only a new spelling of a forgotten key
+        maps to its kid through the prefix index; only a new spelling of a forgotten key
         gets a new kid (which resolves to the same series).
         """
         for kid in kids:
-            key = self._keys[kid]
-            if key is not None:
-                if self._kid_of.get(key) == kid:
-                    del self._kid_of[key]
-                self._keys[kid] = None
+            key = self._keys.pop(kid, None)
+            if key is not None and self._kid_of.get(key) == kid:
+                del self._kid_of[key]
+        # A dict keeps its table when emptied by deletions: start small again.
+        if not self._keys:
+            self._keys = {}
+        if not self._kid_of:
+            self._kid_of = {}
 
     def restore(self, kid: int, key: SeriesKey) -> None:
         """Give a forgotten kid its key back (its series id became invalid)."""
         self._keys[kid] = key
 
-    def frequency(self, kid: int) -> int:
-        return self._specs[kid].frequency
+    def frequency_of(self, key: SeriesKey) -> int:
+        """Timestep of a key's metric (keys the parser produced always have one)."""
+        spec = self._lookup(key.cluster, key.metric)
+        if spec is None:
+            raise KeyError(f"metric {key.metric!r} of cluster {key.cluster!r} is not configured")
+        return spec.frequency
 
     # --- parsing --------------------------------------------------------------------------
     def parse(self, body: bytes, default_cluster: str | None, now: int,
@@ -293,36 +304,64 @@ class LineParser:
             if body.endswith(b"\r"):
                 body = body[:-1]
         lines = body.split(b"\n")
-        cache = self._caches.get(default_cluster)
-        if cache is None:
-            cache = self._caches[default_cluster] = {}
+        index = self._caches.get(default_cluster)
+        if index is None:
+            index = self._caches[default_cluster] = PrefixIndex()
         acc = _Acc(self.max_errors)
-        slow_lines: list[int] = []
-        f_kid: list[int] = []
+        # Fast-path candidates: lines of exactly three space-separated parts.
+        other_lines: list[int] = []
+        f_pre: list[bytes] = []
         f_fld: list[bytes] = []
         f_ts: list[bytes] = []
-
-        get = cache.get
-        slow = self._slow_line
         for i, line in enumerate(lines):
             parts = line.split(b" ")
             if len(parts) == 3:
-                kid = get(parts[0])
-                if kid is not None:
-                    f_kid.append(kid)
-                    f_fld.append(parts[1])
-                    f_ts.append(parts[2])
-                    continue
-            slow_lines.append(i)
-            slow(line, i, cache, default_cluster, now, divisor, acc)
+                f_pre.append(parts[0])
+                f_fld.append(parts[1])
+                f_ts.append(parts[2])
+            else:
+                other_lines.append(i)
+        f_line = None
+        if f_pre:
+            hashes = prefix_hashes(f_pre)
+            kids = index.lookup(hashes)
+            missed = np.flatnonzero(kids == MISS)
+        else:
+            kids = np.zeros(0, dtype=np.int64)
+            missed = kids
+        slow_lines = other_lines
+        if len(missed):
+            # Prefixes not in the index yet: those lines and the others go through the slow
+            # path in line order (so kids are numbered by first appearance); a missed prefix
+            # resolved by an earlier line of this body stays on the fast path.
+            f_line = _complement(len(lines), other_lines)
+            slowed = np.zeros(len(f_pre), dtype=bool)
+            missed_at = dict(zip(f_line[missed].tolist(), missed.tolist(), strict=True))
+            for i in sorted(other_lines + list(missed_at)):
+                j = missed_at.get(i)
+                if j is not None:
+                    kid = index.get(int(hashes[j]))
+                    if kid is not None:
+                        kids[j] = kid
+                        continue
+                    slowed[j] = True
+                self._slow_line(lines[i], i, index, default_cluster, now, divisor, acc)
+            if slowed.any():
+                slow_lines = sorted(other_lines + f_line[slowed].tolist())
+                keep = np.flatnonzero(~slowed)
+                kids, f_line = kids[keep], f_line[keep]
+                f_fld = [f_fld[j] for j in keep.tolist()]
+                f_ts = [f_ts[j] for j in keep.tolist()]
+        else:
+            for i in other_lines:
+                self._slow_line(lines[i], i, index, default_cluster, now, divisor, acc)
+        del f_pre
 
-        nf = len(f_kid)
+        nf = len(f_fld)
         acc.lines += nf
         first_errors = acc.errors
         acc.errors = []
-        f_line = None
         if nf:
-            kids = np.array(f_kid, dtype=np.int64)
             values, bad = _bulk_values(f_fld)
             ts, bad_ts = _bulk_timestamps(f_ts, divisor)
             bad |= bad_ts
@@ -331,11 +370,12 @@ class LineParser:
                     if b"\x00" in f_fld[j] or b"\x00" in f_ts[j]:
                         bad[j] = True
             if bad.any():
-                f_line = _complement(len(lines), slow_lines)
+                if f_line is None:
+                    f_line = _complement(len(lines), slow_lines)
                 acc.lines -= int(bad.sum())
                 for j in np.flatnonzero(bad).tolist():
                     i = int(f_line[j])
-                    slow(lines[i], i, cache, default_cluster, now, divisor, acc)
+                    self._slow_line(lines[i], i, index, default_cluster, now, divisor, acc)
                 good = ~bad
                 kids, ts, values, f_line = kids[good], ts[good], values[good], f_line[good]
             unknown = kids < 0
@@ -346,7 +386,6 @@ class LineParser:
                 known = ~unknown
                 kids, ts, values, f_line = kids[known], ts[known], values[known], f_line[known]
         else:
-            kids = np.zeros(0, dtype=np.int64)
             ts = np.zeros(0, dtype=np.int64)
             values = np.zeros(0, dtype=np.float64)
 
@@ -359,6 +398,7 @@ class LineParser:
             ts = np.concatenate([ts, np.array(acc.s_ts, dtype=np.int64)])[order]
             values = np.concatenate([values, np.array(acc.s_val, dtype=np.float64)])[order]
 
+        index.flush()
         errors = first_errors
         if acc.errors:
             errors = sorted(first_errors + acc.errors)[: self.max_errors]
@@ -366,7 +406,7 @@ class LineParser:
                       error_count=acc.error_count, unknown_metric=acc.unknown, invalid_name=acc.invalid,
                       not_a_metric=acc.not_metric)
 
-    def _slow_line(self, line: bytes, i: int, cache: dict[bytes, int], default_cluster: str | None,
+    def _slow_line(self, line: bytes, i: int, cache: PrefixIndex, default_cluster: str | None,
                    now: int, divisor: int | None, acc: _Acc) -> None:
         try:
             outcome = self._parse_line(line, cache, default_cluster, now, divisor)
@@ -392,7 +432,7 @@ class LineParser:
         else:
             acc.not_metric += 1
 
-    def _parse_line(self, line: bytes, cache: dict[bytes, int], default_cluster: str | None, now: int,
+    def _parse_line(self, line: bytes, cache: PrefixIndex, default_cluster: str | None, now: int,
                     divisor: int | None) -> tuple:
         """Full parse of one line: an outcome tuple, or raises Reject."""
         s = line.strip(b" ")
@@ -450,9 +490,10 @@ class LineParser:
             return (_UNKNOWN,)
         return (_POINT, kid, t, value)
 
-    def _resolve(self, prefix: bytes, cache: dict[bytes, int], default_cluster: str | None) -> int:
-        """Kid of a raw prefix (-1: unknown metric), via the cache; raises Reject."""
-        kid = cache.get(prefix)
+    def _resolve(self, prefix: bytes, cache: PrefixIndex, default_cluster: str | None) -> int:
+        """Kid of a raw prefix (-1: unknown metric), via the prefix index; raises Reject."""
+        h = prefix_hash(prefix)
+        kid = cache.get(h)
         if kid is not None:
             return kid
         key = canonical_key(prefix, default_cluster)
@@ -462,18 +503,16 @@ class LineParser:
         else:
             kid = self._kid_of.get(key)
             if kid is None:
-                kid = len(self._keys)
+                kid = self._num_keys
+                self._num_keys += 1
                 self._kid_of[key] = kid
-                self._keys.append(key)
-                self._specs.append(spec)
-            else:
-                self._specs[kid] = spec
+                self._keys[kid] = key
         if b" " not in prefix:  # the fast path can only ever look up space-free prefixes
             if self._cache_size >= self.cache_limit:
                 for c in self._caches.values():
                     c.clear()
                 self._cache_size = 0
-            cache[prefix] = kid
+            cache.add(h, kid)
             self._cache_size += 1
         return kid
 
