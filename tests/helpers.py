@@ -61,8 +61,10 @@ class Installation:
     """A working directory plus a running supervisor started as a real subprocess."""
 
     def __init__(self, root: Path, *, ingest_workers: int = 2, retention: str = "1h",
-                 clusters: dict[str, dict] | None = None, extra_config: dict | None = None):
+                 clusters: dict[str, dict] | None = None, extra_config: dict | None = None,
+                 env: dict[str, str] | None = None):
         self.root = root
+        self.env = env  # environment of the supervisor (None: ours)
         init_directory(root, [], "127.0.0.1:0", "127.0.0.1:0", memory_cap_gb=0.2)
         cfg = orjson.loads((root / "config.json").read_bytes())
         cfg["metric-store"]["retention-in-memory"] = retention
@@ -96,7 +98,7 @@ class Installation:
         (self.cfg.run_dir / "ports.json").unlink(missing_ok=True)  # left behind by a killed supervisor
         log = open(self.root / "supervisor.out", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "--config", str(self.cfg.path)],
-                                     cwd=self.root, stdout=log, stderr=subprocess.STDOUT)
+                                     cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
         ports = self.cfg.run_dir / "ports.json"
         deadline = time.time() + timeout

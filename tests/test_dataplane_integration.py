@@ -20,10 +20,17 @@ import pytest
 
 from tests.helpers import Installation, running
 
+DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing answers there
+
 
 @pytest.fixture(scope="module")
 def inst(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("dataplane")) as i:
+    # A proxy in the environment must not catch the web process's forwarding to the ingest
+    # workers (test_auth_rules_on_both_ports writes through the web port).
+    env = {**os.environ, "http_proxy": DEAD_PROXY, "HTTP_PROXY": DEAD_PROXY, "ALL_PROXY": DEAD_PROXY}
+    env.pop("no_proxy", None)
+    env.pop("NO_PROXY", None)
+    with running(tmp_path_factory.mktemp("dataplane"), env=env) as i:
         yield i
 
 
