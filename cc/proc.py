@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -38,6 +39,14 @@ async def watch_parent(shutdown: trio.Event, log: logging.Logger, interval: floa
         await trio.sleep(interval)
 
 
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 def release_free_heap() -> bool:
     """Return freed heap memory to the kernel (glibc ``malloc_trim``); False where unavailable.
 
@@ -45,10 +54,8 @@ def release_free_heap() -> bool:
     allocations (an ingest worker registering 100,000 new series) would stay in the RSS of a
     long-running process for good.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    trim = _malloc_trim()
+    if trim is None:
         return False
     trim(0)
     return True

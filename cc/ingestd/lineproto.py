@@ -329,32 +329,31 @@ class LineParser:
         else:
             kids = np.zeros(0, dtype=np.int64)
             missed = kids
-        slow_lines = other_lines
+        # Lines off the fast path, in line order (so kids are numbered by first appearance): the
+        # other lines, and candidates whose prefix is not indexed yet unless an earlier line of
+        # this body has just resolved it.
+        missed_at: dict[int, int] = {}
         if len(missed):
-            # Prefixes not in the index yet: those lines and the others go through the slow
-            # path in line order (so kids are numbered by first appearance); a missed prefix
-            # resolved by an earlier line of this body stays on the fast path.
             f_line = _complement(len(lines), other_lines)
-            slowed = np.zeros(len(f_pre), dtype=bool)
             missed_at = dict(zip(f_line[missed].tolist(), missed.tolist(), strict=True))
-            for i in sorted(other_lines + list(missed_at)):
-                j = missed_at.get(i)
-                if j is not None:
-                    kid = index.get(int(hashes[j]))
-                    if kid is not None:
-                        kids[j] = kid
-                        continue
-                    slowed[j] = True
-                self._slow_line(lines[i], i, index, default_cluster, now, divisor, acc)
-            if slowed.any():
-                slow_lines = sorted(other_lines + f_line[slowed].tolist())
-                keep = np.flatnonzero(~slowed)
-                kids, f_line = kids[keep], f_line[keep]
-                f_fld = [f_fld[j] for j in keep.tolist()]
-                f_ts = [f_ts[j] for j in keep.tolist()]
-        else:
-            for i in other_lines:
-                self._slow_line(lines[i], i, index, default_cluster, now, divisor, acc)
+        slowed: list[int] = []
+        for i in sorted(other_lines + list(missed_at)) if missed_at else other_lines:
+            j = missed_at.get(i)
+            if j is not None:
+                kid = index.get(int(hashes[j]))
+                if kid is not None:
+                    kids[j] = kid
+                    continue
+                slowed.append(j)
+            self._slow_line(lines[i], i, index, default_cluster, now, divisor, acc)
+        slow_lines = other_lines
+        if slowed:
+            slow_lines = sorted(other_lines + f_line[slowed].tolist())
+            keep = np.ones(len(f_pre), dtype=bool)
+            keep[slowed] = False
+            kids, f_line = kids[keep], f_line[keep]
+            f_fld = [f for f, k in zip(f_fld, keep.tolist(), strict=True) if k]
+            f_ts = [t for t, k in zip(f_ts, keep.tolist(), strict=True) if k]
         del f_pre
 
         nf = len(f_fld)
