@@ -1,10 +1,11 @@
 """The supervisor: owns shared memory and listening sockets, runs and restarts the children.
 
-Children are started with ``python -m cc.<package>``; each gets the listening
-socket it serves (so a restarted child finds connections waiting in the backlog,
-never "connection refused") and dies with the supervisor (PR_SET_PDEATHSIG).
-The supervisor answers ``status``/``stop``/``restart``/``logs`` on
-``var/run/supervisor.sock``.
+Children run ``python -m cc.<package>``: the fork server (:mod:`supervisor._forkserver`,
+itself started that way) forks them from one process that imported their code already, so
+they share its memory and start in milliseconds.  Each gets the listening socket it serves
+(so a restarted child finds connections waiting in the backlog, never "connection refused")
+and stops when the supervisor is gone (:func:`cc.proc.watch_parent`).  The supervisor
+answers ``status``/``stop``/``restart``/``logs`` on ``var/run/supervisor.sock``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ from cc.config import Config, split_addr
 from cc.shm import Layout, Store, instance_id, list_segments, unlink_all
 from cc.shm import _layout as SL
 from cc.storeproc._archive import ring_slack_seconds
+from supervisor._forking import (
+    ForkedProcess,
+    ForkServerClient,
+    SpawnError,
+    become_subreaper,
+    reap_orphans,
+    socket_pair,
+)
 
 log = logging.getLogger("supervisor")
 
@@ -39,15 +48,23 @@ STOP_TIMEOUT = 10.0
 MAX_BACKOFF = 10.0
 HEALTHY_AFTER = 30.0
 LOG_ROTATE_BYTES = 20 << 20
+FORKSERVER = "forkserver"
+ORPHAN_SWEEP = 10.0
 
 
 @dataclass
 class Child:
     name: str
-    argv: list[str]
+    module: str  # run as ``python -m module args``
+    args: list[str]
+    # What the fork server imports ahead for it.  Only worth it for code that several children
+    # run (the ingest workers; store and archiver share most of theirs with them): pages a
+    # child writes to (reference counts) end up twice, in the child and the fork server, so the
+    # web process's and the adapter's own dependencies are measured cheaper imported by them.
+    preload: str | None = None
     pass_fds: tuple[int, ...] = ()
     stop_group: int = 0  # lower stops first
-    process: trio.Process | None = None
+    process: trio.Process | ForkedProcess | None = None
     started_at: float = 0.0
     starts: int = 0
     crashes: int = 0
@@ -60,6 +77,10 @@ class Child:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process and self.process.returncode is None else None
+
+    @property
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", self.module, *self.args]
 
 
 def describe_exit(code: int) -> str:
@@ -122,6 +143,8 @@ class Supervisor:
         self.sockets: dict[str, socket.socket] = {}
         self.addresses: dict[str, str] = {}
         self._pid_fd: int | None = None
+        self._forks: ForkServerClient | None = None  # None: children are exec'd, not forked
+        self._spawning = trio.Lock()  # no orphan sweep while a fresh child is not registered yet
 
     # -- setup ------------------------------------------------------------------
 
@@ -177,7 +200,6 @@ class Supervisor:
                      f" (backup {res.backup})" if res.backup else "")
 
     def _build_children(self) -> None:
-        py = sys.executable
         common = ["--config", str(self.cfg.path), "--instance", self.instance]
         ingest_fd = self.sockets["ingest"].fileno()
         web_fd = self.sockets["web"].fileno()
@@ -185,23 +207,28 @@ class Supervisor:
         if ihost in ("0.0.0.0", "::", ""):
             ihost = "127.0.0.1"
         ingest_url = f"http://{ihost}:{iport}"
-        self.children.append(Child("store", [py, "-m", "cc.storeproc", *common, "--slot", str(STORE_SLOT)],
-                                   stop_group=2))
+        self.children.append(Child("store", "cc.storeproc", [*common, "--slot", str(STORE_SLOT)],
+                                   preload="cc.storeproc.app", stop_group=2))
         for k in range(self.cfg.metric_store.effective_ingest_workers()):
             self.children.append(Child(
-                f"ingest-{k}",
-                [py, "-m", "cc.ingestd", *common, "--slot", str(INGEST_SLOT_BASE + k), "--worker", str(k),
-                 "--listen-fd", str(ingest_fd)],
-                pass_fds=(ingest_fd,), stop_group=0))
+                f"ingest-{k}", "cc.ingestd",
+                [*common, "--slot", str(INGEST_SLOT_BASE + k), "--worker", str(k), "--listen-fd", str(ingest_fd)],
+                preload="cc.ingestd.app", pass_fds=(ingest_fd,), stop_group=0))
         self.children.append(Child(
-            "web", [py, "-m", "cc.webd", *common, "--slot", str(WEB_SLOT), "--listen-fd", str(web_fd),
-                    "--ingest-url", ingest_url],
+            "web", "cc.webd",
+            [*common, "--slot", str(WEB_SLOT), "--listen-fd", str(web_fd), "--ingest-url", ingest_url],
             pass_fds=(web_fd,), stop_group=1))
-        self.children.append(Child("archiver", [py, "-m", "cc.archiverd", *common, "--slot", str(ARCHIVER_SLOT)],
-                                   stop_group=1))
+        self.children.append(Child("archiver", "cc.archiverd", [*common, "--slot", str(ARCHIVER_SLOT)],
+                                   preload="cc.archiverd.app", stop_group=1))
         if self.cfg.adapter_config is not None:  # optional: the Slurm adapter next to slurmctld
-            self.children.append(Child("adapter", [py, "-m", "cc.adapter", "-daemon", "-config",
-                                                   str(self.cfg.adapter_config)], stop_group=0))
+            self.children.append(Child("adapter", "cc.adapter", ["-daemon", "-config", str(self.cfg.adapter_config)],
+                                       stop_group=0))
+        if become_subreaper():  # forked children must come back to us when their middle process exits
+            preload = ",".join(c.preload for c in self.children if c.preload)
+            self.children.insert(0, Child(FORKSERVER, "supervisor._forkserver", ["--preload", preload],
+                                          stop_group=3))
+        else:
+            log.warning("cannot become a child subreaper: children are started one by one, without fork server")
 
     # -- running children ---------------------------------------------------------
 
@@ -216,19 +243,61 @@ class Supervisor:
         env = dict(os.environ, CC_SUPERVISOR_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
         logf = self._open_log(child.name)
         try:
-            child.process = await trio.lowlevel.open_process(
-                child.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                pass_fds=child.pass_fds, env=env, cwd=str(self.cfg.base_dir))
+            if child.name == FORKSERVER:
+                child.process = await self._start_forkserver(child, env, logf)
+            elif self._forks is not None:
+                async with self._spawning:
+                    child.process = await self._forks.spawn(child.name, child.module, child.args, env=env,
+                                                            cwd=str(self.cfg.base_dir), log_fd=logf.fileno(),
+                                                            pass_fds=child.pass_fds)
+            else:
+                child.process = await trio.lowlevel.open_process(
+                    child.argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                    pass_fds=child.pass_fds, env=env, cwd=str(self.cfg.base_dir))
         finally:
             logf.close()
         child.started_at = time.time()
         child.starts += 1
         child.exited = trio.Event()
 
+    async def _start_forkserver(self, child: Child, env: dict[str, str], logf) -> trio.Process:
+        """Exec the fork server with a fresh socket pair; requests go to the new one from now on."""
+        ours, theirs = socket_pair()
+        env = dict(env, OPENBLAS_NUM_THREADS=env.get("OPENBLAS_NUM_THREADS", "1"))  # no threads to fork from
+        try:
+            process = await trio.lowlevel.open_process(
+                [*child.argv, "--socket-fd", str(theirs.fileno())], stdin=subprocess.DEVNULL, stdout=logf,
+                stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),), env=env, cwd=str(self.cfg.base_dir))
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        if self._forks is not None:
+            self._forks.close()
+        self._forks = ForkServerClient(ours)
+        return process
+
+    async def _sweep_orphans(self) -> None:
+        """As subreaper we inherit orphaned grandchildren; reap those that exit."""
+        while True:
+            await trio.sleep(ORPHAN_SWEEP)
+            if self._spawning.locked():
+                continue
+            known = {c.pid for c in self.children if c.pid}
+            for pid in reap_orphans(known):
+                log.info("reaped orphaned process %d", pid)
+
     async def keep_running(self, child: Child) -> None:
         """Start ``child`` and restart it whenever it exits, until shutdown."""
         while not self.shutdown.is_set():
-            await self._spawn(child)
+            try:
+                await self._spawn(child)
+            except SpawnError as e:  # the fork server is restarting: try again shortly
+                log.warning("cannot start %s: %s; retrying", child.name, e)
+                with trio.move_on_after(0.5):
+                    await self.shutdown.wait()
+                continue
             log.info("started %s (pid %d)", child.name, child.process.pid)
             code = await child.process.wait()
             child.exited.set()
@@ -354,6 +423,7 @@ class Supervisor:
                 await nursery.start(ipc.serve, self.cfg.run_dir / "supervisor.sock", self.handle)
                 nursery.start_soon(self._watch_signals)
                 nursery.start_soon(proc.keep_heap_trimmed)
+                nursery.start_soon(self._sweep_orphans)
                 await self._start_children(nursery)
                 await self.shutdown.wait()
                 await self.stop_children()
@@ -372,9 +442,11 @@ class Supervisor:
 
     async def _start_children(self, nursery: trio.Nursery) -> None:
         """Store process first; ingest and web only once it has restored from disk (if it must)."""
-        first = [c for c in self.children if c.name == "store"]
+        first = [c for c in self.children if c.name in (FORKSERVER, "store")]
         for c in first:
             nursery.start_soon(self.keep_running, c)
+            while c.name == FORKSERVER and self._forks is None:  # the store is forked too
+                await trio.sleep(0.005)
         assert self.store is not None
         t0, said = time.monotonic(), 0.0
         while int(self.store.hdr[SL.H_RESTORE]) == SL.RESTORE_PENDING and not self.shutdown.is_set():
@@ -426,6 +498,9 @@ class Supervisor:
                 return
 
     def _cleanup(self) -> None:
+        if self._forks is not None:
+            self._forks.close()
+            self._forks = None
         for s in self.sockets.values():
             s.close()
         if self.store is not None:
