@@ -25,7 +25,7 @@ commands:
   start                 run in the background; returns when the processes are up
   stop                  stop a running supervisor (removes its shared memory)
   status                pid, uptime, restarts and memory of every process
-  restart NAME          restart one process (store, web, ingest-N, or 'ingest' for all)
+  restart NAME          restart one process (store, web, archiver, forkserver, ingest-N, or 'ingest' for all)
   logs NAME [-n N]      last lines of a process log (or 'supervisor')
   jwt USER [--roles R]  print a JWT signed with JWT_PRIVATE_KEY (roles from the database by default)
   add-user N:R:PW       add a local user (roles comma-separated: user,manager,support,admin,api)
@@ -492,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=60)
     sp = add("status", cmd_status, "show every process: pid, uptime, restarts, RSS")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
-    sp = add("restart", cmd_restart, "restart a process: store, web, ingest-N, or ingest (all workers)")
+    sp = add("restart", cmd_restart, "restart a process: store, web, archiver, forkserver, ingest-N, or ingest (all workers)")
     sp.add_argument("name")
     sp = add("logs", cmd_logs, "print the last lines of a process log")
     sp.add_argument("name", help="store, web, ingest-N, ingest or supervisor")

@@ -8,8 +8,9 @@ starts (by their top bits, ~1.5 entries per range): 14-16 B per prefix, and a wh
 is looked up at once in a few vectorised steps.  Prefixes added while parsing a body wait in a
 small dict until :meth:`PrefixIndex.flush` merges them in.
 
-The hash is Python's ``hash()`` of the prefix bytes: SipHash with a key drawn at random per
-process (unless PYTHONHASHSEED pins it), computed in C.  The index does not keep the prefix
+The hash is Python's ``hash()`` of the prefix bytes: SipHash with a key drawn at random when
+the interpreter starts (unless PYTHONHASHSEED pins it; the ingest workers forked by the
+supervisor's fork server share its key), computed in C.  The index does not keep the prefix
 itself, so two different prefixes with the same 64-bit hash would share a kid.  For n distinct
 prefixes that happens with probability about n^2 / 2^65: 1e-9 for 200,000, 3e-8 at the
 parser's limit of 1,000,000 prefixes (the index is cleared there).  The key being secret, a
