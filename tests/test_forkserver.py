@@ -151,5 +151,14 @@ def test_supervisor_children_are_forked_and_survive_a_fork_server_crash(tmp_path
         inst.wait_ready()
         assert inst.pid_of("web") != pids["web"]
         assert httpx.get(inst.web + "/api/healthz", timeout=5).status_code == 200
+        # a child that dies while the fork server is gone is started once the new one is up
+        fs, web = inst.pid_of("forkserver"), inst.pid_of("web")
+        os.kill(fs, signal.SIGKILL)
+        os.kill(web, signal.SIGKILL)
+        time.sleep(0.5)
+        inst.wait_ready()
+        assert inst.pid_of("forkserver") != fs and inst.pid_of("web") != web
+        stat = Path(f"/proc/{inst.pid_of('web')}/stat").read_text()
+        assert int(stat[stat.rfind(")") + 2:].split()[1]) == sup
         log = inst.cli("logs", "forkserver")
-        assert log.stdout.count("forkserver ready") == 2, log.stdout
+        assert log.stdout.count("forkserver ready") == 3, log.stdout
