@@ -66,13 +66,17 @@ def _recv_request(sock: socket.socket) -> tuple[Request, list[int]] | None:
         for fd in fds:
             os.close(fd)
         return None
-    msg = orjson.loads(data)
-    req = Request(str(msg["name"]), str(msg["module"]), [str(a) for a in msg["args"]], {str(k): str(v) for k, v in msg["env"].items()},
-                  str(msg["cwd"]), [int(t) for t in msg["fds"]])
-    if len(fds) != 1 + len(req.targets):
+    try:
+        msg = orjson.loads(data)
+        req = Request(name=str(msg["name"]), module=str(msg["module"]), args=[str(a) for a in msg["args"]],
+                      env={str(k): str(v) for k, v in msg["env"].items()}, cwd=str(msg["cwd"]),
+                      targets=[int(t) for t in msg["fds"]])
+        if len(fds) != 1 + len(req.targets):
+            raise ValueError(f"{len(fds)} descriptors for {req.module}, expected {1 + len(req.targets)}")
+    except BaseException:
         for fd in fds:
             os.close(fd)
-        raise ValueError(f"request for {req.module} carries {len(fds)} descriptors, expected {1 + len(req.targets)}")
+        raise
     return req, fds
 
 

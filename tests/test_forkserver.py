@@ -99,6 +99,8 @@ async def test_signals_missing_modules_and_bad_requests(forkserver, tmp_path):
     # a malformed request gets an error answer and the server goes on serving
     await client._sock.send(b"{not json")
     assert b"bad request" in await client._sock.recv(65536)
+    await client._sock.send(orjson.dumps({"name": "x", "module": "x", "args": [], "env": {}, "cwd": "/", "fds": [5]}))
+    assert b"0 descriptors for x, expected 2" in await client._sock.recv(65536)
     again = await client.spawn("missing", "cc.no_such_module", [], env={}, cwd=str(tmp_path), log_fd=log.fileno())
     assert await again.wait() == 1
     log.close()
