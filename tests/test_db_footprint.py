@@ -37,6 +37,7 @@ def test_sorting_by_a_footprint_value_uses_its_index(conn):
     assert transaction(conn, jobs.footprint_indexes, ["flops_any_avg", "mem_bw_avg", "bad key'); DROP TABLE job"]) == [
         "flops_any_avg", "mem_bw_avg"]
     assert transaction(conn, jobs.footprint_indexes, ["flops_any_avg"]) == []  # idempotent
+    assert jobs.unindexed_footprint_keys(conn, ["flops_any_avg", "ipc_avg", "x'"]) == ["ipc_avg"]
     for direction in ("DESC", "ASC"):
         order = {"field": "flops_any_avg", "type": "foot", "order": direction}
         assert "USING INDEX jobs_footprint_flops_any_avg" in plan(conn, order), direction

@@ -71,17 +71,18 @@ def query_jobs(conn: sqlite3.Connection, filters: list[dict[str, Any]] | None, v
     return [Job.from_row(r) for r in conn.execute(sql, where.params + lparams)]
 
 
+def unindexed_footprint_keys(conn: sqlite3.Connection, keys: Iterable[str]) -> list[str]:
+    """The footprint keys of ``keys`` that have no index yet (a read: callers write only if needed)."""
+    existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'job'")}
+    return [k for k in sorted(set(keys)) if is_footprint_name(k) and f"jobs_footprint_{k}" not in existing]
+
+
 def footprint_indexes(conn: sqlite3.Connection, keys: Iterable[str]) -> list[str]:
     """An index per footprint key (``flops_any_avg``...), so job lists sort and filter by it without
     reading every row's JSON; returns the keys indexed now (the others had one already)."""
-    existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'job'")}
-    made = []
-    for key in sorted(set(keys)):
-        name = f"jobs_footprint_{key}"
-        if not is_footprint_name(key) or name in existing:
-            continue
-        conn.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON job ({footprint_expr(key, "footprint")})')
-        made.append(key)
+    made = unindexed_footprint_keys(conn, keys)
+    for key in made:
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "jobs_footprint_{key}" ON job ({footprint_expr(key, "footprint")})')
     return made
 
 

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from cc import proc
 from cc.clusters import MetricCatalog, load_clusters
 from cc.db import SCHEMA_VERSION, Database, check_version
-from cc.db._jobs import footprint_indexes
+from cc.db._jobs import footprint_indexes, unindexed_footprint_keys
 from cc.jwtauth import TokenVerifier, load_public_key
 from cc.netacl import IPAllowList
 from cc.shm import Store
@@ -144,6 +144,8 @@ async def index_footprints(ctx: WebContext) -> None:
     if not keys:
         return
     try:
+        if not await ctx.db.read(unindexed_footprint_keys, keys):
+            return  # the usual case: no write transaction at every start
         made = await ctx.db.write(footprint_indexes, keys)
     except sqlite3.Error as e:
         log.warning("could not index the footprint values: %s", e)
