@@ -131,24 +131,7 @@ def copy_rows(store: Store, p: int, rows: np.ndarray, gens: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seqlock-consistent copies of rows: (ring, last, first, alive)."""
     pool = store.pools[p]
-    meta = pool.meta[rows]
-    data = pool.data[rows]
-    seq2 = pool.meta[rows, L.M_SEQ]
-    bad = np.flatnonzero((meta[:, L.M_SEQ] != seq2) | ((meta[:, L.M_SEQ] & 1) != 0))
-    attempts = 0
-    while len(bad):
-        attempts += 1
-        if attempts > 100:
-            store._repair_pool_seq(p)
-        if attempts > 10_000:
-            raise TimeoutError(f"rows of pool {p} stayed locked during a snapshot")
-        time.sleep(0)
-        r = rows[bad]
-        m = pool.meta[r]
-        meta[bad] = m
-        data[bad] = pool.data[r]
-        s2 = pool.meta[r, L.M_SEQ]
-        bad = bad[(m[:, L.M_SEQ] != s2) | ((m[:, L.M_SEQ] & 1) != 0)]
+    meta, data = store.copy_consistent(p, rows, lambda r: pool.data[r])
     alive = (meta[:, L.M_GEN] == gens) & (meta[:, L.M_LAST] >= 0)
     return data, meta[:, L.M_LAST].copy(), meta[:, L.M_FIRST].copy(), alive
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,6 +89,14 @@ class _Pool:
 
     def drop_views(self) -> None:
         del self.data, self.flat, self.meta, self.free
+
+
+def _even_odd_seqs(pool: _Pool, used: int) -> int:
+    """Make odd seqlocks (left by killed writers) even; the caller holds the pool lock."""
+    odd = np.flatnonzero(pool.meta[:used, L.M_SEQ] & 1)
+    if len(odd):
+        pool.meta[odd, L.M_SEQ] += 1
+    return len(odd)
 
 
 class Store(RegistryMixin):
@@ -439,9 +448,8 @@ class Store(RegistryMixin):
         rows, gens = ent["row"], ent["gen"]
         lo = frm // f
         hi = lo + max(0, math.ceil((to - frm) / f)) - 1
-        meta = pool.meta
-        m = meta[rows]
-        seq1, last = m[:, L.M_SEQ], m[:, L.M_LAST]
+        m = pool.meta[rows]
+        last = m[:, L.M_LAST]
         first = np.maximum(m[:, L.M_FIRST], last - cap + 1)
         alive = (m[:, L.M_GEN] == gens) & (last >= 0) & ((ent["flags"] & L.FLAG_RELEASED) == 0)
         if alive.all():
@@ -454,32 +462,49 @@ class Store(RegistryMixin):
             empty = np.empty((len(sids), 0))
             return ReadResult(empty, max(lo, frm // f), f, np.where(alive, last, -1), alive, first)
         width = hi - lo + 1
-        values = self._gather(pool, rows, lo, width)
-        seq2 = meta[rows, L.M_SEQ]
-        bad = np.flatnonzero((seq1 != seq2) | ((seq1 & 1) != 0))
+        m2, values = self.copy_consistent(p, rows, lambda r: self._gather(pool, r, lo, width), m)
+        if m2 is not m:  # a writer was busy with some rows: take their state as copied
+            last = m2[:, L.M_LAST]
+            first = np.maximum(m2[:, L.M_FIRST], last - cap + 1)
+            alive = (m2[:, L.M_GEN] == gens) & (last >= 0) & ((ent["flags"] & L.FLAG_RELEASED) == 0)
+        if not ((last >= hi).all() and (first <= lo).all() and alive.all()):
+            bins = np.arange(lo, hi + 1)
+            valid = (bins[None, :] >= first[:, None]) & (bins[None, :] <= last[:, None]) & alive[:, None]
+            values[~valid] = np.nan
+        return ReadResult(values, lo, f, np.where(alive, last, -1), alive, first)
+
+    def copy_consistent(self, p: int, rows: np.ndarray, copy: Callable[[np.ndarray], np.ndarray],
+                        meta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(meta rows, copy(rows))`` of pool ``p``, each row as one writer left it (the seqlock protocol).
+
+        ``meta`` is the rows' metadata if the caller read it already (before deciding what to
+        copy).  Rows whose ``seq`` was odd or changed during the copy are copied again; the
+        returned metadata is a new array only if that happened.  Odd ``seq`` values that
+        persist (a writer killed mid-update) are repaired once no writer holds the pool lock.
+        """
+        pool = self.pools[p]
+        if meta is None:
+            meta = pool.meta[rows]
+        out = copy(rows)
+        seq2 = pool.meta[rows, L.M_SEQ]
+        bad = np.flatnonzero((meta[:, L.M_SEQ] != seq2) | ((meta[:, L.M_SEQ] & 1) != 0))
+        if len(bad):
+            meta = meta.copy()
         attempts = 0
         while len(bad):
             attempts += 1
             if attempts > 100:
                 self._repair_pool_seq(p)
             if attempts > 10_000:
-                raise TimeoutError(f"series in pool {p} stayed locked during a read")
-            brows = rows[bad]
-            mb = meta[brows]
-            s1 = mb[:, L.M_SEQ]
-            last[bad] = mb[:, L.M_LAST]
-            first[bad] = np.maximum(mb[:, L.M_FIRST], last[bad] - cap + 1)
-            alive[bad] = (mb[:, L.M_GEN] == gens[bad]) & (last[bad] >= 0)
-            values[bad] = self._gather(pool, brows, lo, width)
-            s2 = meta[brows, L.M_SEQ]
-            bad = bad[(s1 != s2) | ((s1 & 1) != 0)]
-            if len(bad):
-                time.sleep(0)
-        if not ((last >= hi).all() and (first <= lo).all() and alive.all()):
-            bins = np.arange(lo, hi + 1)
-            valid = (bins[None, :] >= first[:, None]) & (bins[None, :] <= last[:, None]) & alive[:, None]
-            values[~valid] = np.nan
-        return ReadResult(values, lo, f, np.where(alive, last, -1), alive, first)
+                raise TimeoutError(f"rows of pool {p} stayed locked while being read")
+            time.sleep(0)
+            r = rows[bad]
+            mb = pool.meta[r]
+            meta[bad] = mb
+            out[bad] = copy(r)
+            s2 = pool.meta[r, L.M_SEQ]
+            bad = bad[(mb[:, L.M_SEQ] != s2) | ((mb[:, L.M_SEQ] & 1) != 0)]
+        return meta, out
 
     @staticmethod
     def _gather(pool: _Pool, rows: np.ndarray, lo: int, width: int) -> np.ndarray:
@@ -521,12 +546,7 @@ class Store(RegistryMixin):
         with self.locks.try_hold(L.LOCK_POOL_BASE + p) as held:
             if not held:
                 return 0
-            used = int(self.hdr[pbase + L.P_NEXT_ROW])
-            seqs = pool.meta[:used, L.M_SEQ]
-            odd = np.flatnonzero(seqs & 1)
-            if len(odd):
-                pool.meta[odd, L.M_SEQ] += 1
-            return len(odd)
+            return _even_odd_seqs(pool, int(self.hdr[pbase + L.P_NEXT_ROW]))
 
     def repair(self) -> dict[str, int]:
         """Undo what killed processes left behind: odd seqlocks and rows allocated but never published."""
@@ -539,11 +559,7 @@ class Store(RegistryMixin):
                     used = int(self.hdr[pbase + L.P_NEXT_ROW])
                     if not used:
                         continue
-                    seqs = pool.meta[:used, L.M_SEQ]
-                    odd = np.flatnonzero(seqs & 1)
-                    if len(odd):
-                        pool.meta[odd, L.M_SEQ] += 1
-                        fixed_seq += len(odd)
+                    fixed_seq += _even_odd_seqs(pool, used)
                     owned = np.zeros(used, dtype=bool)
                     mine = (self._reg_pool[:count] == p) & ((self._reg_flags[:count] & L.FLAG_RELEASED) == 0)
                     sids = np.flatnonzero(mine)
