@@ -239,12 +239,6 @@ def run_main(main) -> None:
         sys.exit(130)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- a cheap HTTP/1.1 keep-alive client ----------------------------------------------------
 
 

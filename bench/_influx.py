@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._common import free_port
+from tests.helpers import free_port
 
 
 def available() -> str | None:

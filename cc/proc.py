@@ -1,4 +1,5 @@
-"""What every child process does at start: parse the common flags, log, die with the supervisor."""
+"""What every child process does at start (parse the common flags, log, die with the supervisor),
+and how a parent stops a subprocess it started."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import functools
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +17,20 @@ import trio
 
 from cc.config import Config, load_config
 from cc.shm import instance_id
+
+
+def stop_subprocess(proc: subprocess.Popen | None, timeout: float) -> bool:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; True if it had to be killed."""
+    if proc is None or proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return True
+    return False
 
 
 def supervisor_pid() -> int | None:

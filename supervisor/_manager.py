@@ -29,7 +29,17 @@ import trio
 from cc import ipc, proc
 from cc.clusters import load_catalog
 from cc.config import Config, split_addr
-from cc.shm import Layout, Store, instance_id, list_segments, unlink_all
+from cc.shm import (
+    ARCHIVER_SLOT,
+    INGEST_SLOT_BASE,
+    STORE_SLOT,
+    WEB_SLOT,
+    Layout,
+    Store,
+    instance_id,
+    list_segments,
+    unlink_all,
+)
 from cc.shm import _layout as SL
 from cc.storeproc._archive import ring_slack_seconds
 from supervisor._forking import (
@@ -43,7 +53,6 @@ from supervisor._forking import (
 
 log = logging.getLogger("supervisor")
 
-STORE_SLOT, WEB_SLOT, ARCHIVER_SLOT, INGEST_SLOT_BASE = 0, 1, 2, 8
 STOP_TIMEOUT = 10.0
 MAX_BACKOFF = 10.0
 HEALTHY_AFTER = 30.0

@@ -31,6 +31,7 @@ import trio
 
 from cc.config import Config, load_config
 from cc.jwtauth import load_private_key, sign_token
+from cc.proc import stop_subprocess
 from cc.shm import instance_id, unlink_all
 from cc.sim.cli import write_clusters
 from cc.sim.runner import LiveSim, SimOptions, read_json, sim_dir
@@ -229,15 +230,8 @@ async def _cancel_on(event: trio.Event, scope: trio.CancelScope) -> None:
 
 
 def stop_child(proc: subprocess.Popen | None, name: str, timeout: float) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        print(f"{name} (pid {proc.pid}) did not stop within {timeout:.0f}s; killing it", file=sys.stderr)
-        proc.kill()
-        proc.wait()
+    if stop_subprocess(proc, timeout):
+        print(f"{name} (pid {proc.pid}) did not stop within {timeout:.0f}s; killed it", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +16,7 @@ import orjson
 
 from cc.config import load_config
 from cc.jwtauth import load_private_key, sign_token
+from cc.proc import stop_subprocess
 from cc.shm import instance_id, list_segments
 from supervisor._init import init_directory
 
@@ -148,13 +149,7 @@ class Installation:
         return p.read_text(errors="replace")[-5000:] if p.exists() else ""
 
     def stop(self, timeout: float = 60) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_subprocess(self.proc, timeout)
         # never leave segments behind, whatever happened in the test
         from cc.shm import unlink_all
 
@@ -186,6 +181,13 @@ def running(root: Path, **kw):
         yield inst
     finally:
         inst.stop()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def env_without_proxy() -> dict[str, str]:

@@ -24,15 +24,9 @@ import trio_websocket
 from cc.agent.agent import Agent
 from cc.agent.config import parse_agent_config
 from cc.agent.sinks import HttpSink, WebsocketSink
-from tests.helpers import Installation, running, small_cluster
+from tests.helpers import Installation, free_port, running, small_cluster
 
 KEEP = "name in ['cpu_load', 'mem_used', 'cpu_user', 'net_bw']"  # metrics small_cluster() knows
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def agent_for(inst: Installation, tmp: Path, sink: dict, host: str) -> tuple[Agent, Path]:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.helpers import free_port
 
 CHROMIUM = os.environ.get("CC_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CC_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -37,12 +38,6 @@ def browser_available() -> str | None:
     """None if Chromium and chromedriver are installed, else what is missing."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).is_file() and os.access(p, os.X_OK))]
     return f"not installed: {', '.join(missing)} (apt-get install chromium chromium-driver)" if missing else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class WebDriverError(RuntimeError):

@@ -23,11 +23,10 @@ from cc.ingestd._http import Request, Response
 from cc.ingestd._pipeline import Ingestor
 from cc.jwtauth import AuthError, TokenVerifier, load_public_key, token_from_headers
 from cc.netacl import IPAllowList
-from cc.shm import COUNTER_INDEX, Store
+from cc.shm import COUNTER_INDEX, INGEST_SLOT_BASE, Store
 from cc.shm._layout import PR_ACTIVE, PR_PID, PR_REQUESTS, PR_STARTED
 from cc.wal import WalError, WalSyncer, WalWriter, wal_dir
 
-INGEST_SLOT_BASE = 8
 log = logging.getLogger("ingest")
 
 

@@ -11,12 +11,24 @@ Public surface:
 * ``cc.shm._snapshot`` - the whole store to a file and back (``write_snapshot``, ``load_snapshot``).
 """
 
-from cc.shm._layout import COUNTER_INDEX, COUNTERS, Layout
+from cc.shm._layout import (
+    ARCHIVER_SLOT,
+    COUNTER_INDEX,
+    COUNTERS,
+    INGEST_SLOT_BASE,
+    STORE_SLOT,
+    WEB_SLOT,
+    Layout,
+)
 from cc.shm._registry import REJECT_MEMCAP, REJECT_REGISTRY_FULL, REJECT_UNKNOWN_FREQUENCY, SeriesKey
 from cc.shm._segments import instance_id, list_segments, unlink_all
 from cc.shm._store import MAX_FUTURE_SECONDS, LayoutMismatch, ReadResult, Store, WriteStats
 
 __all__ = [
+    "ARCHIVER_SLOT",
+    "INGEST_SLOT_BASE",
+    "STORE_SLOT",
+    "WEB_SLOT",
     "COUNTERS",
     "COUNTER_INDEX",
     "MAX_FUTURE_SECONDS",

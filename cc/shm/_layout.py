@@ -50,6 +50,9 @@ H_PROCS = H_COUNTERS + COUNTER_SLOTS * COUNTERS_PER_SLOT
 PROC_WORDS = 8
 PR_PID, PR_ACTIVE, PR_STARTED, PR_REQUESTS = range(4)
 HEADER_WORDS = H_PROCS + COUNTER_SLOTS * PROC_WORDS
+# Which process owns which slot (the supervisor hands each child its number; ingest workers
+# find their siblings' slots from it).
+STORE_SLOT, WEB_SLOT, ARCHIVER_SLOT, INGEST_SLOT_BASE = 0, 1, 2, 8
 
 # Counter names, one column per name in every process slot.  Owners add to their
 # own slot only, so the counters need no lock; readers sum the slots.

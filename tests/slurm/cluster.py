@@ -20,15 +20,12 @@ import sys
 import time
 from pathlib import Path
 
+from cc.proc import stop_subprocess
+from tests.helpers import free_port
+
 CLUSTER = "ccslurm"
 NODES = ("node01", "node02", "node03", "node04")
 ACCOUNTS = ("proj1", "proj2")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def have_slurm() -> str | None:
@@ -260,15 +257,7 @@ class SlurmCluster:
     # -- stop -------------------------------------------------------------------------
 
     def stop_proc(self, name: str, timeout: float = 20) -> None:
-        p = self.procs.pop(name, None)
-        if p is None or p.poll() is not None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        stop_subprocess(self.procs.pop(name, None), timeout)
 
     def stop(self) -> None:
         """Stop every server we started, newest first, by PID."""

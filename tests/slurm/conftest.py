@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cc.proc import stop_subprocess
 from tests.helpers import ROOT
 from tests.slurm.cluster import SlurmCluster, have_slurm
 
@@ -68,13 +68,7 @@ class AdapterProcess:
                                           "-debug", "4"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def stop(self, timeout: float = 20) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_subprocess(self.proc, timeout)
         self.proc = None
 
     def output(self, tail: int = 6000) -> str:

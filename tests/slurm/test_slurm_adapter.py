@@ -20,8 +20,8 @@ import pytest
 
 from cc.adapter.slurmjson import expand_hostlist, expand_ranges
 from cc.adapter.sync import read_last_run, write_last_run
-from tests.helpers import Installation
-from tests.slurm.cluster import CLUSTER, free_port
+from tests.helpers import Installation, free_port
+from tests.slurm.cluster import CLUSTER
 from tests.slurm.helpers import PCI, adapter_config, slurm_cluster_json
 
 pytestmark = pytest.mark.slurm
