@@ -22,7 +22,7 @@ import trio
 from cc.adapter.config import AdapterConfigError, load_adapter_config, parse_config, parse_sock_addr
 from cc.adapter.daemon import Daemon, DaemonError, claim_pid_file, parse_event
 from cc.adapter.hook import ENV_NAMES, HookError, collect_env, hook_main
-from tests.helpers import ROOT, Installation
+from tests.helpers import ROOT, running
 from tests.slurm.helpers import RecordedSlurm, adapter_config, slurm_cluster_json
 
 IDS = json.loads((RecordedSlurm().dir / "manifest.json").read_text())["jobs"]
@@ -145,10 +145,8 @@ def test_pid_file(tmp_path):
 
 @pytest.fixture
 def inst(tmp_path):
-    i = Installation(tmp_path / "cc", clusters={"ccslurm": slurm_cluster_json()})
-    i.start()
-    yield i
-    i.stop()
+    with running(tmp_path / "cc", clusters={"ccslurm": slurm_cluster_json()}) as i:
+        yield i
 
 
 def backend_job(inst, job_id: int) -> dict | None:

@@ -18,7 +18,7 @@ from cc.adapter.backend import BackendClient, BackendUnavailable
 from cc.adapter.config import load_adapter_config
 from cc.adapter.slurm import SlurmError, time_window
 from cc.adapter.sync import HookEvent, Syncer, read_last_run
-from tests.helpers import Installation
+from tests.helpers import Installation, running
 from tests.slurm.helpers import RecordedSlurm, adapter_config, slurm_cluster_json
 
 IDS = json.loads((RecordedSlurm().dir / "manifest.json").read_text())["jobs"]
@@ -28,10 +28,8 @@ REPORTED = {IDS[k] for k in ("timeout", "simple", "multinode_gpu", "exclusive", 
 
 @pytest.fixture
 def inst(tmp_path):
-    i = Installation(tmp_path / "cc", clusters={"ccslurm": slurm_cluster_json()})
-    i.start()
-    yield i
-    i.stop()
+    with running(tmp_path / "cc", clusters={"ccslurm": slurm_cluster_json()}) as i:
+        yield i
 
 
 def backend_jobs(inst, **params) -> dict[int, dict]:

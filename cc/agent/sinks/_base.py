@@ -141,6 +141,20 @@ class Sink:
             msgs = [m for m in (x.copy() for x in msgs) if self.processor.process(m)]
         return encode_many(msgs, self.precision, self.meta_as_tags)
 
+    def _url(self, cfg: dict, schemes: tuple[str, str], example: str) -> str:
+        url = cfg.get("url")
+        if not isinstance(url, str) or not url.startswith(schemes):
+            article = "an" if schemes[0][0] in "aeioh" else "a"
+            raise AgentConfigError(f"{self.where}.url: expected {article} {schemes[0]} or {schemes[1]} URL "
+                                   f"(e.g. {example}), got {url!r}")
+        return url
+
+    def _jwt(self, cfg: dict) -> str | None:
+        jwt = cfg.get("jwt")
+        if jwt is not None and (not isinstance(jwt, str) or not jwt):
+            raise AgentConfigError(f"{self.where}.jwt: expected a token string")
+        return jwt
+
     def _int(self, cfg: dict, key: str, default: int, minimum: int = 1) -> int:
         v = cfg.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:

@@ -34,16 +34,10 @@ class HttpSink(Sink):
 
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
-        url = cfg.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise AgentConfigError(f"{self.where}.url: expected an http:// or https:// URL "
-                                   f"(e.g. http://host:8082/api/write?cluster=NAME), got {url!r}")
-        self.url = url
+        self.url = self._url(cfg, ("http://", "https://"), "http://host:8082/api/write?cluster=NAME")
         self.headers = {"content-type": "text/plain; charset=utf-8"}
-        jwt = cfg.get("jwt")
+        jwt = self._jwt(cfg)
         if jwt is not None:
-            if not isinstance(jwt, str) or not jwt:
-                raise AgentConfigError(f"{self.where}.jwt: expected a token string")
             self.headers["authorization"] = f"Bearer {jwt}"
         self.auth = None
         if cfg.get("username") or cfg.get("password"):

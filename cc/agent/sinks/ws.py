@@ -55,16 +55,10 @@ class WebsocketSink(Sink):
 
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
-        url = cfg.get("url")
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise AgentConfigError(f"{self.where}.url: expected a ws:// or wss:// URL "
-                                   f"(e.g. ws://host:8082/api/ws?cluster=NAME), got {url!r}")
-        self.url = url
+        self.url = self._url(cfg, ("ws://", "wss://"), "ws://host:8082/api/ws?cluster=NAME")
         self.headers: list[tuple[bytes, bytes]] = []
-        jwt = cfg.get("jwt")
+        jwt = self._jwt(cfg)
         if jwt is not None:
-            if not isinstance(jwt, str) or not jwt:
-                raise AgentConfigError(f"{self.where}.jwt: expected a token string")
             self.headers.append((b"authorization", f"Bearer {jwt}".encode()))
         self.gzip = cfg.get("gzip", True)
         if not isinstance(self.gzip, bool):
