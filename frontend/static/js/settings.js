@@ -3,6 +3,7 @@
 // ":<cluster>" (or ":<cluster>:<subcluster>") suffix for per-cluster values (metric selections).
 
 import {gql, loadInit} from "./gql.js";
+import {errorBox, fill} from "./util.js";
 
 export const COLOR_SCHEMES = {
   "Default": ["#00bfff", "#0000ff", "#ff00ff", "#ff0000", "#ff8000", "#ffff00", "#80ff00"],
@@ -78,4 +79,14 @@ let settingsPromise = null;
 export function loadSettings() {
   if (!settingsPromise) settingsPromise = loadInit().then((info) => new Settings(info.userConfig));
   return settingsPromise;
+}
+
+/** [cluster info, settings] for a page; if they cannot be loaded, an error box in `target` and null. */
+export async function loadInfoAndSettings(target) {
+  try {
+    return await Promise.all([loadInit(), loadSettings()]);
+  } catch (e) {
+    fill(target, errorBox(e.message, "Loading failed"));
+    return null;
+  }
 }

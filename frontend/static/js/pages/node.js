@@ -2,13 +2,13 @@
 // finer scopes selectable where the metric has them), the jobs running on it and its recent jobs, scheduler state
 // and metric health from the node table; reload now or periodically.  URL: ?range=1h or ?from=&to=.
 
-import {gql, loadInit} from "../gql.js";
+import {gql} from "../gql.js";
 import {jobDuration} from "../jobinfo.js";
 import {stateBadge} from "../nodestate.js";
 import {MetricPlot, scopeThresholds} from "../plot.js";
 import {scopesOf} from "../scopes.js";
 import {selectMetrics} from "../select.js";
-import {loadSettings} from "../settings.js";
+import {loadInfoAndSettings} from "../settings.js";
 import {fromArgs, refresher, resolutionFor, setURLParams, TimeRange} from "../timerange.js";
 import {$, errorBox, fill, fmtDateTime, fmtDuration, fmtMB, h, pageData, stateClass, unitText} from "../util.js";
 
@@ -195,12 +195,9 @@ function buildCards() {
 }
 
 async function main() {
-  try {
-    [info, settings] = await Promise.all([loadInit(), loadSettings()]);
-  } catch (e) {
-    fill(grid, errorBox(e.message, "Loading failed"));
-    return;
-  }
+  const loaded = await loadInfoAndSettings(grid);
+  if (!loaded) return;
+  [info, settings] = loaded;
   sc = page.subCluster ? info.subCluster(cluster, page.subCluster) : null;
   range = new TimeRange(fromArgs(page.args), () => reloadAll());
   $("[data-toolbar]").append(range.el, refresher(() => reloadAll()));

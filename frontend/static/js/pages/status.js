@@ -4,10 +4,10 @@
 // histograms of the running jobs.  Reload now or periodically.
 
 import {drawRoofline, subclusterPeaks} from "../charts.js";
-import {gql, loadInit} from "../gql.js";
+import {gql} from "../gql.js";
 import {countBins, durationBins, Histogram} from "../histogram.js";
 import {HEALTH_STATES, SCHEDULER_STATES, stateBadge} from "../nodestate.js";
-import {loadSettings} from "../settings.js";
+import {loadInfoAndSettings} from "../settings.js";
 import {refresher} from "../timerange.js";
 import {$, errorBox, fill, fmtMB, h, pageData, PREFIXES} from "../util.js";
 
@@ -176,12 +176,9 @@ async function load() {
 }
 
 async function main() {
-  try {
-    [info, settings] = await Promise.all([loadInit(), loadSettings()]);
-  } catch (e) {
-    fill(root, errorBox(e.message, "Loading failed"));
-    return;
-  }
+  const loaded = await loadInfoAndSettings(root);
+  if (!loaded) return;
+  [info, settings] = loaded;
   const saved = settings.get("statusView_selectedTopCategory", cluster);
   if (CATEGORIES.some(([k]) => k === saved)) category = saved;
   $("[data-toolbar]").append(refresher(() => load()));

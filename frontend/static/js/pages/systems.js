@@ -2,10 +2,10 @@
 // range, nodes found by name, by subcluster and by scheduler state; states and metric health from the node table;
 // reload now or periodically.  URL: ?metric=&subCluster=&node=&state=&range=1h (or &from=&to=).
 
-import {gql, loadInit} from "../gql.js";
+import {gql} from "../gql.js";
 import {stateBadge} from "../nodestate.js";
 import {MetricPlot, scopeThresholds} from "../plot.js";
-import {loadSettings} from "../settings.js";
+import {loadInfoAndSettings} from "../settings.js";
 import {fromArgs, refresher, resolutionFor, setURLParams, TimeRange} from "../timerange.js";
 import {$, debounce, errorBox, fill, h, pageData, unitText} from "../util.js";
 
@@ -114,12 +114,9 @@ async function load() {
 }
 
 async function main() {
-  try {
-    [info, settings] = await Promise.all([loadInit(), loadSettings()]);
-  } catch (e) {
-    fill(grid, errorBox(e.message, "Loading failed"));
-    return;
-  }
+  const loaded = await loadInfoAndSettings(grid);
+  if (!loaded) return;
+  [info, settings] = loaded;
   const c = info.cluster(cluster);
   if (!c) {
     fill(grid, errorBox(`Cluster ${cluster} is not configured`));
