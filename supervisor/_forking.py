@@ -29,11 +29,11 @@ class SpawnError(Exception):
     """The fork server could not start a child (it is gone, or the fork failed)."""
 
 
-def become_subreaper() -> bool:
-    """Make orphaned descendants our children (Linux); False where that is not possible."""
+def become_subreaper(on: bool = True) -> bool:
+    """Make orphaned descendants our children (Linux), or stop that; False where that is not possible."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
