@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from cc.configkeys import audit
+
 DEFAULT_WEB_ADDR = "127.0.0.1:8080"
 DEFAULT_INGEST_ADDR = "127.0.0.1:8082"
 
@@ -147,6 +149,7 @@ class Config:
     metrics: dict[str, MetricSpec]
     cluster_settings: dict[str, dict[str, Any]]
     adapter_config: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # keys that do nothing here (cc.configkeys)
 
     @property
     def main(self) -> dict[str, Any]:
@@ -274,6 +277,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"{cfg_path}: invalid JSON: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: top level must be a JSON object")
+    keys = audit(raw)
+    if keys.errors:
+        raise ConfigError(f"{cfg_path}: " + "; ".join(keys.errors))
     base = cfg_path.parent
     main = _section(raw, "main")
     archive = _section(raw, "archive")
@@ -327,4 +333,5 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         metrics=metrics,
         cluster_settings=cluster_settings,
         adapter_config=adapter_config,
+        warnings=keys.warnings,
     )

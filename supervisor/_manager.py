@@ -174,6 +174,8 @@ class Supervisor:
 
     def _prepare(self) -> None:
         self._lock_pidfile()
+        for w in self.cfg.warnings:  # once here, not in every child
+            log.warning("%s", w)
         self._migrate_db()
         catalog = load_catalog(self.cfg)
         ms = self.cfg.metric_store

@@ -14,12 +14,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from quart import current_app, g, request, session
+from quart import current_app, g, request
 
 from cc.db import Viewer
 from cc.db._users import get_user
 from cc.jwtauth import AuthError, Claims, token_from_headers
 from cc.webd.errors import APIError
+from cc.webd.sessions import end_session, session_username
 
 
 def client_ip() -> str:
@@ -111,13 +112,13 @@ def rest_route(*roles: str):
 
 async def session_viewer() -> Viewer | None:
     """The logged-in user of the session cookie (None if not logged in or the user is gone)."""
-    username = session.get("user")
+    username = session_username()
     if not username:
         return None
     ctx = _ctx()
     user = await ctx.db.read(get_user, username)
     if user is None:
-        session.clear()
+        end_session()
         return None
     return user.viewer()
 

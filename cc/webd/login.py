@@ -7,11 +7,12 @@ from urllib.parse import quote
 
 import orjson
 import trio
-from quart import Blueprint, Response, current_app, redirect, request, session
+from quart import Blueprint, Response, current_app, redirect, request
 
 from cc.db._users import check_password, get_user
 from cc.webd.auth import client_ip
 from cc.webd.errors import error_response, json_response
+from cc.webd.sessions import begin_session, end_session
 
 log = logging.getLogger("web.login")
 bp = Blueprint("login", __name__)
@@ -56,9 +57,7 @@ async def login() -> Response:
             return error_response(401, "wrong username or password")
         return redirect(f"/login?error={quote('Wrong username or password')}", 303)
     ctx.login_limiter.succeeded(username)
-    session.clear()
-    session["user"] = user.username
-    session.permanent = True
+    begin_session(user)
     log.info("user %r logged in from %s", username, ip)
     if _wants_json():
         return json_response({"username": user.username, "roles": user.roles})
@@ -67,7 +66,7 @@ async def login() -> Response:
 
 @bp.route("/logout", methods=["GET", "POST"])
 async def logout() -> Response:
-    session.clear()
+    end_session()
     if _wants_json():
         return json_response({"msg": "logged out"})
     return redirect("/login", 303)

@@ -1,0 +1,178 @@
+"""Every key ``config.json`` may hold, and what cc-py does with it.
+
+A site copies its cc-backend configuration; it must learn at start which keys do
+nothing here.  So no key is silently ignored: each is listed below as
+
+* ``ok``    -- implemented (the module that reads it validates its value);
+* ``warn``  -- accepted, but cc-py does not do what the key asks: a warning at start names it;
+* ``error`` -- refused at start, because running without it would weaken security or
+  lose data (say ``main.user``: the processes would keep running as root).
+
+A key not listed is a start-up error (cc-backend refuses unknown keys too), which also
+catches typos.  A ``warn``/``error`` entry covers its whole subtree, ``ok`` entries whose
+children are free-form end in ``.*`` (names chosen by the site, e.g. metric names), and
+``[]`` stands for the items of a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# path  state  note (for warn/error: what happens instead / what to do)
+_TABLE = """
+main                                    ok
+main.addr                               ok
+main.api-allowed-ips                    ok
+main.api-subjects                       warn   job and node-state events over NATS are not implemented yet; use the REST API
+main.user                               error  dropping root privileges is not implemented yet: start cc-supervise as that user and remove the key
+main.group                              error  dropping root privileges is not implemented yet: start cc-supervise as that group and remove the key
+main.disable-authentication             ok
+main.embed-static-files                 warn   has no effect: the UI is always served from the installation's frontend/
+main.static-files                       warn   has no effect: the UI is always served from the installation's frontend/
+main.db                                 ok
+main.enable-job-taggers                 warn   job taggers are not implemented yet: jobs get no automatic tags
+main.validate                           ok
+main.session-max-age                    ok
+main.https-cert-file                    error  HTTPS is not implemented yet: terminate TLS in a reverse proxy and remove the key
+main.https-key-file                     error  HTTPS is not implemented yet: terminate TLS in a reverse proxy and remove the key
+main.redirect-http-to                   error  HTTPS is not implemented yet: terminate TLS in a reverse proxy and remove the key
+main.stop-jobs-exceeding-walltime       warn   not implemented yet: jobs running past their walltime are not stopped
+main.short-running-jobs-duration        ok
+main.emission-constant                  ok
+main.machine-state-dir                  warn   machine state files are not implemented yet
+main.systemd-unit                       warn   the log view is not implemented yet; logs are in var/log/
+main.resampling                         ok
+main.resampling.minimum-points          ok
+main.resampling.trigger                 ok
+main.resampling.resolutions             ok
+main.nodestate-retention                warn   node-state retention is not implemented yet: node states are kept
+main.db-config                          warn   SQLite tuning keys are not applied (cc-py sets its own pragmas)
+main.dev                                ok
+main.jwts                               ok
+main.jwts.max-age                       ok
+auth                                    ok
+auth.jwts                               ok
+auth.jwts.max-age                       ok
+auth.jwts.cookie-name                   warn   JWT cookie login is not implemented yet
+auth.jwts.validate-user                 warn   JWT cross-login is not implemented yet
+auth.jwts.trusted-issuer                warn   JWT cross-login is not implemented yet
+auth.jwts.sync-user-on-login            warn   JWT cross-login is not implemented yet
+auth.jwts.update-user-on-login          warn   JWT cross-login is not implemented yet
+auth.ldap                               warn   LDAP login is not implemented yet: only local users can log in
+auth.oidc                               warn   OpenID Connect login is not implemented yet: only local users can log in
+auth.session-max-age                    ok
+archive                                 ok
+archive.kind                            ok
+archive.path                            ok
+archive.retry-delay                     ok
+archive.max-attempts                    ok
+archive.db-path                         error  the sqlite archive backend is not implemented yet (archive.kind must be 'file')
+archive.endpoint                        error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
+archive.access-key                      error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
+archive.secret-key                      error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
+archive.bucket                          error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
+archive.region                          error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
+archive.use-path-style                  error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
+archive.compression                     warn   archive compression of old jobs is not implemented yet
+archive.retention                       warn   archive retention is not implemented yet: jobs are kept forever
+metric-store                            ok
+metric-store.retention-in-memory        ok
+metric-store.memory-cap                 ok
+metric-store.checkpoint-interval        ok
+metric-store.checkpoints                ok
+metric-store.checkpoints.directory      ok
+metric-store.checkpoints.file-format    ok
+metric-store.checkpoints.max-wal-size   ok
+metric-store.checkpoints.interval       ok
+metric-store.checkpoints.wal            ok
+metric-store.checkpoints.wal-sync       ok
+metric-store.checkpoints.wal-sync-interval  ok
+metric-store.cleanup                    ok
+metric-store.cleanup.mode               ok
+metric-store.cleanup.directory          ok
+metric-store.cleanup.interval           ok
+metric-store.num-workers                ok
+metric-store.ingest-addr                ok
+metric-store.ingest-workers             ok
+metric-store.max-body-bytes             ok
+metric-store.nats-subscriptions         warn   metric ingest from NATS is not implemented yet: send line protocol to /api/write
+metric-store.debug                      warn   the Go store's debugging aids (dump-to-file, gops) do not exist here; see GET /api/debug
+metric-store-external                   warn   external metric stores are not implemented yet: metrics come from the built-in store
+nats                                    warn   NATS is not implemented yet
+cron                                    ok
+cron.duration-worker                    ok
+cron.commit-job-worker                  warn   has no effect: jobs are written to the database when they start
+cron.footprint-worker                   warn   footprints of running jobs are not updated periodically yet (they are computed at archiving)
+ui                                      warn   UI defaults from config.json are not applied yet: each user's settings start from cc-py's defaults
+ui-file                                 warn   UI defaults from a file are not applied yet: each user's settings start from cc-py's defaults
+metrics                                 ok
+metrics.*                               ok
+clusters                                ok
+clusters[]                              ok
+clusters[].*                            ok
+slurm-adapter                           ok
+slurm-adapter.config                    ok
+"""
+
+
+@dataclass(frozen=True)
+class KeyRule:
+    state: str  # ok | warn | error
+    note: str
+
+
+def _parse(table: str) -> dict[str, KeyRule]:
+    rules: dict[str, KeyRule] = {}
+    for line in table.strip().splitlines():
+        path, state, *note = line.split(None, 2)
+        if state not in ("ok", "warn", "error"):
+            raise ValueError(f"configkeys: bad state {state!r} for {path}")
+        rules[path] = KeyRule(state, note[0] if note else "")
+    return rules
+
+
+RULES = _parse(_TABLE)
+
+
+@dataclass
+class KeyReport:
+    """What ``audit`` found: keys that do nothing here (warnings) and keys refused (errors)."""
+
+    warnings: list[str]
+    errors: list[str]
+
+
+def audit(raw: dict[str, Any]) -> KeyReport:
+    """Classify every key of a parsed ``config.json`` against :data:`RULES`."""
+    report = KeyReport([], [])
+    _walk(raw, "", report)
+    return report
+
+
+def _rule(path: str) -> KeyRule | None:
+    if path in RULES:
+        return RULES[path]
+    parent, _, _ = path.rpartition(".")
+    return RULES.get(f"{parent}.*") if parent else None
+
+
+def _walk(node: Any, prefix: str, report: KeyReport) -> None:
+    if isinstance(node, list):
+        if f"{prefix}[]" in RULES:
+            for item in node:
+                _walk(item, f"{prefix}[]", report)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        rule = _rule(path)
+        if rule is None:
+            report.errors.append(f"unknown config key '{path}' (not a cc-backend or cc-py key; a typo?)")
+        elif rule.state == "warn":
+            report.warnings.append(f"config key '{path}' is not supported: {rule.note}")
+        elif rule.state == "error":
+            report.errors.append(f"config key '{path}' is not supported: {rule.note}")
+        elif path in RULES:  # an exact entry: its children are listed too (a wildcard's are free-form)
+            _walk(value, path, report)
