@@ -92,6 +92,20 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return out
 
 
+# Set by a supervisor that read .env before dropping root (main.user) and passed its values in the
+# environment: its children may then find .env unreadable (it stays root's), which is fine.
+SECRETS_FROM_PARENT = "CC_SECRETS_FROM_PARENT"
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    try:
+        return parse_env_file(path)
+    except PermissionError:
+        if os.environ.get(SECRETS_FROM_PARENT) == "1":
+            return {}
+        raise ConfigError(f"{path}: cannot read the file (permission denied)") from None
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     """How the metric store keeps one metric: its timestep and how scopes combine."""
@@ -150,6 +164,14 @@ class Config:
     cluster_settings: dict[str, dict[str, Any]]
     adapter_config: Path | None = None
     warnings: list[str] = field(default_factory=list)  # keys that do nothing here (cc.configkeys)
+    trusted_proxies: list[str] = field(default_factory=list)  # main.trusted-proxies (ours)
+    tls_cert: Path | None = None   # main.https-cert-file
+    tls_key: Path | None = None    # main.https-key-file
+    ingest_tls: bool = False       # metric-store.ingest-tls (ours): the ingest listener serves HTTPS too
+    redirect_http_to: str | None = None  # main.redirect-http-to
+    redirect_http_addr: str = ":80"      # main.redirect-http-addr (ours): where that redirect listens
+    run_as_user: str | None = None   # main.user
+    run_as_group: str | None = None  # main.group
 
     @property
     def main(self) -> dict[str, Any]:
@@ -266,6 +288,70 @@ def split_addr(addr: str) -> tuple[str, int]:
     return _split_addr(addr, "address")
 
 
+def _security(main: dict[str, Any], ms: dict[str, Any], base: Path) -> dict[str, Any]:
+    """TLS, the HTTP redirect, trusted proxies and the user to run as (``main.*``); each error names its key."""
+    import grp
+    import pwd
+    from urllib.parse import urlsplit
+
+    from cc.netacl import parse_networks
+
+    out: dict[str, Any] = {}
+    cert, key = main.get("https-cert-file") or None, main.get("https-key-file") or None
+    for name, v in (("https-cert-file", cert), ("https-key-file", key)):
+        if v is not None and not isinstance(v, str):
+            raise ConfigError(f"main.{name}: expected the path of a PEM file, got {v!r}")
+    if bool(cert) != bool(key):
+        have, missing = ("https-cert-file", "https-key-file") if cert else ("https-key-file", "https-cert-file")
+        raise ConfigError(f"main.{have} is set but main.{missing} is not: HTTPS needs both")
+    if cert:
+        out["tls_cert"], out["tls_key"] = _resolve(base, cert), _resolve(base, key)
+    ingest_tls = ms.get("ingest-tls", False)
+    if not isinstance(ingest_tls, bool):
+        raise ConfigError(f"metric-store.ingest-tls: expected true or false, got {ingest_tls!r}")
+    if ingest_tls and not cert:
+        raise ConfigError("metric-store.ingest-tls needs main.https-cert-file and main.https-key-file")
+    out["ingest_tls"] = ingest_tls
+    target = main.get("redirect-http-to") or None
+    if target is not None:
+        parts = urlsplit(target) if isinstance(target, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"main.redirect-http-to: expected an absolute URL like 'https://monitor.example.org', "
+                              f"got {target!r}")
+        out["redirect_http_to"] = target.rstrip("/")
+    raddr = main.get("redirect-http-addr", ":80")
+    if not isinstance(raddr, str):
+        raise ConfigError(f"main.redirect-http-addr: expected HOST:PORT, got {raddr!r}")
+    _split_addr(raddr, "main.redirect-http-addr")
+    out["redirect_http_addr"] = raddr
+    proxies = main.get("trusted-proxies", [])
+    if not isinstance(proxies, list):
+        raise ConfigError("main.trusted-proxies must be a list of addresses or CIDR networks")
+    try:
+        parse_networks(proxies, "main.trusted-proxies")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    out["trusted_proxies"] = proxies
+    user, group = main.get("user") or None, main.get("group") or None
+    if user is not None:
+        if not isinstance(user, str):
+            raise ConfigError(f"main.user: expected a user name, got {user!r}")
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            raise ConfigError(f"main.user: no user {user!r} on this machine") from None
+        out["run_as_user"] = user
+    if group is not None:
+        if not isinstance(group, str):
+            raise ConfigError(f"main.group: expected a group name, got {group!r}")
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise ConfigError(f"main.group: no group {group!r} on this machine") from None
+        out["run_as_group"] = group
+    return out
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate ``config.json`` (and the ``.env`` beside it)."""
     cfg_path = Path(path).resolve()
@@ -307,6 +393,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
         raise ConfigError("main.api-allowed-ips must be a list of strings")
     session_age = main.get("session-max-age", auth.get("session-max-age", "168h"))
+    security = _security(main, _section(raw, "metric-store"), base)
     adapter = _section(raw, "slurm-adapter")
     adapter_config = None
     if adapter:
@@ -319,7 +406,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         path=cfg_path,
         base_dir=base,
         raw=raw,
-        env=parse_env_file(base / ".env"),
+        env=_read_env(base / ".env"),
         web_addr=web_addr,
         var_dir=var_dir,
         run_dir=var_dir / "run",
@@ -334,4 +421,5 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cluster_settings=cluster_settings,
         adapter_config=adapter_config,
         warnings=keys.warnings,
+        **security,
     )

@@ -6,7 +6,7 @@ nothing here.  So no key is silently ignored: each is listed below as
 * ``ok``    -- implemented (the module that reads it validates its value);
 * ``warn``  -- accepted, but cc-py does not do what the key asks: a warning at start names it;
 * ``error`` -- refused at start, because running without it would weaken security or
-  lose data (say ``main.user``: the processes would keep running as root).
+  lose data (say ``archive.kind: s3``: finished jobs would not go where the site expects).
 
 A key not listed is a start-up error (cc-backend refuses unknown keys too), which also
 catches typos.  A ``warn``/``error`` entry covers its whole subtree, ``ok`` entries whose
@@ -25,8 +25,8 @@ main                                    ok
 main.addr                               ok
 main.api-allowed-ips                    ok
 main.api-subjects                       warn   job and node-state events over NATS are not implemented yet; use the REST API
-main.user                               error  dropping root privileges is not implemented yet: start cc-supervise as that user and remove the key
-main.group                              error  dropping root privileges is not implemented yet: start cc-supervise as that group and remove the key
+main.user                               ok
+main.group                              ok
 main.disable-authentication             ok
 main.embed-static-files                 warn   has no effect: the UI is always served from the installation's frontend/
 main.static-files                       warn   has no effect: the UI is always served from the installation's frontend/
@@ -34,9 +34,11 @@ main.db                                 ok
 main.enable-job-taggers                 warn   job taggers are not implemented yet: jobs get no automatic tags
 main.validate                           ok
 main.session-max-age                    ok
-main.https-cert-file                    error  HTTPS is not implemented yet: terminate TLS in a reverse proxy and remove the key
-main.https-key-file                     error  HTTPS is not implemented yet: terminate TLS in a reverse proxy and remove the key
-main.redirect-http-to                   error  HTTPS is not implemented yet: terminate TLS in a reverse proxy and remove the key
+main.https-cert-file                    ok
+main.https-key-file                     ok
+main.redirect-http-to                   ok
+main.redirect-http-addr                 ok
+main.trusted-proxies                    ok
 main.stop-jobs-exceeding-walltime       warn   not implemented yet: jobs running past their walltime are not stopped
 main.short-running-jobs-duration        ok
 main.emission-constant                  ok
@@ -96,6 +98,7 @@ metric-store.num-workers                ok
 metric-store.ingest-addr                ok
 metric-store.ingest-workers             ok
 metric-store.max-body-bytes             ok
+metric-store.ingest-tls                 ok
 metric-store.nats-subscriptions         warn   metric ingest from NATS is not implemented yet: send line protocol to /api/write
 metric-store.debug                      warn   the Go store's debugging aids (dump-to-file, gops) do not exist here; see GET /api/debug
 metric-store-external                   warn   external metric stores are not implemented yet: metrics come from the built-in store

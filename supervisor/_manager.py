@@ -42,6 +42,7 @@ from cc.shm import (
 )
 from cc.shm import _layout as SL
 from cc.storeproc._archive import ring_slack_seconds
+from cc.tls import TLSError, open_pair
 from supervisor._forking import (
     ForkedProcess,
     ForkServerClient,
@@ -50,6 +51,7 @@ from supervisor._forking import (
     reap_orphans,
     socket_pair,
 )
+from supervisor._privileges import become
 
 log = logging.getLogger("supervisor")
 
@@ -154,6 +156,7 @@ class Supervisor:
         self._pid_fd: int | None = None
         self._forks: ForkServerClient | None = None  # None: children are exec'd, not forked
         self._spawning = trio.Lock()  # no orphan sweep while a fresh child is not registered yet
+        self.tls_fds: tuple[int, int] | None = None  # main.https-cert-file / -key-file, opened before dropping root
 
     # -- setup ------------------------------------------------------------------
 
@@ -173,9 +176,17 @@ class Supervisor:
         self._pid_fd = fd
 
     def _prepare(self) -> None:
+        """Everything before the children start; what needs root comes first, then root is dropped."""
         self._lock_pidfile()
         for w in self.cfg.warnings:  # once here, not in every child
             log.warning("%s", w)
+        self._bind_sockets()
+        if self.cfg.tls_cert is not None:
+            try:
+                self.tls_fds = open_pair(self.cfg.tls_cert, self.cfg.tls_key)
+            except TLSError as e:
+                raise RuntimeError(str(e)) from None
+        become(self.cfg)  # main.user / main.group; nothing below runs as root
         self._migrate_db()
         catalog = load_catalog(self.cfg)
         ms = self.cfg.metric_store
@@ -190,16 +201,22 @@ class Supervisor:
         else:
             log.info("re-attached shared memory of instance %s with %d series (data kept)",
                      self.instance, self.store.usage()["series_registered"])
-        self.sockets["web"] = bind_listener(self.cfg.web_addr)
-        self.sockets["ingest"] = bind_listener(ms.ingest_addr)
-        for name, s in self.sockets.items():
-            host, port = s.getsockname()[:2]
-            self.addresses[name] = f"{host}:{port}"
         (self.cfg.run_dir / "ports.json").write_bytes(orjson.dumps(self.addresses))
         self._build_children()
 
+    def _bind_sockets(self) -> None:
+        cfg = self.cfg
+        self.sockets["web"] = bind_listener(cfg.web_addr)
+        self.sockets["ingest"] = bind_listener(cfg.metric_store.ingest_addr)
+        # As cc-backend: a plain-HTTP redirect listener unless the web address is port 80 itself.
+        if cfg.redirect_http_to and not cfg.web_addr.endswith(":80"):
+            self.sockets["redirect"] = bind_listener(cfg.redirect_http_addr)
+        for name, s in self.sockets.items():
+            host, port = s.getsockname()[:2]
+            self.addresses[name] = f"{host}:{port}"
+
     def _migrate_db(self) -> None:
-        """Create or upgrade the job database before any child opens it (web and archiver need version 12)."""
+        """Create or upgrade the job database before any child opens it (web and archiver need the current version)."""
         from cc.db import MigrationError, migrate
 
         try:
@@ -217,18 +234,25 @@ class Supervisor:
         ihost, iport = split_addr(self.addresses["ingest"])
         if ihost in ("0.0.0.0", "::", ""):
             ihost = "127.0.0.1"
-        ingest_url = f"http://{ihost}:{iport}"
+        ingest_url = f"{'https' if self.cfg.ingest_tls else 'http'}://{ihost}:{iport}"
+        tls_args: list[str] = []
+        if self.tls_fds is not None:
+            tls_args = ["--tls-cert-fd", str(self.tls_fds[0]), "--tls-key-fd", str(self.tls_fds[1])]
+        ingest_tls = self.tls_fds if self.cfg.ingest_tls and self.tls_fds is not None else ()
         self.children.append(Child("store", "cc.storeproc", [*common, "--slot", str(STORE_SLOT)],
                                    preload="cc.storeproc.app", stop_group=2))
         for k in range(self.cfg.metric_store.effective_ingest_workers()):
             self.children.append(Child(
                 f"ingest-{k}", "cc.ingestd",
-                [*common, "--slot", str(INGEST_SLOT_BASE + k), "--worker", str(k), "--listen-fd", str(ingest_fd)],
-                preload="cc.ingestd.app", pass_fds=(ingest_fd,), stop_group=0))
-        self.children.append(Child(
-            "web", "cc.webd",
-            [*common, "--slot", str(WEB_SLOT), "--listen-fd", str(web_fd), "--ingest-url", ingest_url],
-            pass_fds=(web_fd,), stop_group=1))
+                [*common, "--slot", str(INGEST_SLOT_BASE + k), "--worker", str(k), "--listen-fd", str(ingest_fd),
+                 *(tls_args if ingest_tls else [])],
+                preload="cc.ingestd.app", pass_fds=(ingest_fd, *ingest_tls), stop_group=0))
+        web_args = [*common, "--slot", str(WEB_SLOT), "--listen-fd", str(web_fd), "--ingest-url", ingest_url, *tls_args]
+        web_fds = [web_fd, *(self.tls_fds or ())]
+        if "redirect" in self.sockets:
+            web_args += ["--redirect-fd", str(self.sockets["redirect"].fileno())]
+            web_fds.append(self.sockets["redirect"].fileno())
+        self.children.append(Child("web", "cc.webd", web_args, pass_fds=tuple(web_fds), stop_group=1))
         self.children.append(Child("archiver", "cc.archiverd", [*common, "--slot", str(ARCHIVER_SLOT)],
                                    preload="cc.archiverd.app", stop_group=1))
         if self.cfg.adapter_config is not None:  # optional: the Slurm adapter next to slurmctld
@@ -514,6 +538,9 @@ class Supervisor:
             self._forks = None
         for s in self.sockets.values():
             s.close()
+        for fd in self.tls_fds or ():
+            os.close(fd)
+        self.tls_fds = None
         if self.store is not None:
             self.store.close()
             self.store = None

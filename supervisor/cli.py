@@ -29,7 +29,8 @@ commands:
   logs NAME [-n N]      last lines of a process log (or 'supervisor')
   jwt USER [--roles R]  print a JWT signed with JWT_PRIVATE_KEY (roles from the database by default)
   add-user N:R:PW       add a local user (roles comma-separated: user,manager,support,admin,api)
-  del-user NAME         delete a user
+  del-user NAME         delete a user (their web sessions end with it)
+  end-sessions NAME     log a user out everywhere (their web sessions end at once)
   migrate-db            create or upgrade the job database (cc-backend versions 10 and 11 too)
   init-db               rebuild the job and tag tables from the job archive
   import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
@@ -235,10 +236,21 @@ def cmd_logs(args) -> int:
     return 0
 
 
+def _as_service_user(cfg) -> None:
+    """Run as root with main.user set: become that user first, so no file we write belongs to root."""
+    from supervisor._privileges import PrivilegeError, become
+
+    try:
+        become(cfg, strict=False)
+    except (PrivilegeError, OSError) as e:
+        raise SystemExit(f"error: {e}") from None
+
+
 def _migrated(cfg) -> None:
     """Create or upgrade the job database; an error ends the command with its message."""
     from cc.db import MigrationError, migrate
 
+    _as_service_user(cfg)
     try:
         migrate(cfg.db_path)
     except MigrationError as e:
@@ -327,10 +339,28 @@ def cmd_del_user(args) -> int:
     return 0
 
 
+def cmd_end_sessions(args) -> int:
+    from cc.db import transaction
+    from cc.db._users import end_sessions, get_user
+
+    cfg = _load(args)
+    conn = _db(cfg)
+    try:
+        if get_user(conn, args.name) is None:
+            print(f"error: no user {args.name!r}", file=sys.stderr)
+            return 1
+        n = transaction(conn, end_sessions, args.name)
+    finally:
+        conn.close()
+    print(f"ended {n} web session(s) of {args.name}")
+    return 0
+
+
 def cmd_migrate_db(args) -> int:
     from cc.db import MigrationError, migrate
 
     cfg = _load(args)
+    _as_service_user(cfg)
     try:
         res = migrate(cfg.db_path)
     except MigrationError as e:
@@ -504,6 +534,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("add-user", cmd_add_user, "add a local user: NAME:ROLES:PASSWORD (roles comma-separated)")
     sp.add_argument("spec", metavar="NAME:ROLES:PASSWORD")
     sp = add("del-user", cmd_del_user, "delete a user")
+    sp.add_argument("name")
+    sp = add("end-sessions", cmd_end_sessions, "end all web sessions of a user (logged out in every browser)")
     sp.add_argument("name")
     add("migrate-db", cmd_migrate_db, "create the job database or upgrade it (also a cc-backend job.db of "
                                       "version 10 or 11, after a backup copy)")

@@ -107,7 +107,7 @@ def set_archived(inst: Installation, db_id: int, footprint: dict[str, float], en
 
 def gql(inst: Installation, query: str, variables: dict | None = None, user: str | None = "admin", *,
         token: str | None = None, client: httpx.Client | None = None) -> httpx.Response:
-    headers = {}
+    headers = {"Content-Type": "application/json"}  # required with a session cookie (CSRF)
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     elif user is not None:

@@ -83,6 +83,7 @@ class Installation:
         self.cfg = load_config(root / "config.json")
         self.proc: subprocess.Popen | None = None
         self.web = self.ingest = ""
+        self.verify: Any = True  # for httpx: an ssl.SSLContext trusting the test certificate under HTTPS
 
     @property
     def instance(self) -> str:
@@ -112,7 +113,9 @@ class Installation:
                 except orjson.JSONDecodeError:
                     addrs = None
                 if addrs:
-                    self.web, self.ingest = "http://" + addrs["web"], "http://" + addrs["ingest"]
+                    web_scheme = "https://" if self.cfg.tls_cert else "http://"
+                    ingest_scheme = "https://" if self.cfg.ingest_tls else "http://"
+                    self.web, self.ingest = web_scheme + addrs["web"], ingest_scheme + addrs["ingest"]
                     break
             time.sleep(0.05)
         else:
@@ -123,8 +126,8 @@ class Installation:
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                a = httpx.get(self.web + "/api/healthz", timeout=2)
-                b = httpx.get(self.ingest + "/api/healthz", timeout=2)
+                a = httpx.get(self.web + "/api/healthz", timeout=2, verify=self.verify)
+                b = httpx.get(self.ingest + "/api/healthz", timeout=2, verify=self.verify)
                 st = self.status()
                 if a.status_code == b.status_code == 200 and st and all(p["pid"] for p in st["processes"]):
                     return

@@ -39,9 +39,15 @@ def test_free_form_maps_and_list_items_are_not_checked_key_by_key():
     assert rep.errors == [] and rep.warnings == []
 
 
-def test_keys_that_would_weaken_security_are_refused():
-    rep = audit({"main": {"user": "clustercockpit", "group": "clustercockpit"}})
+def test_keys_whose_absence_would_lose_data_are_refused():
+    rep = audit({"archive": {"endpoint": "https://s3.example.org", "bucket": "jobs"}})
     assert len(rep.errors) == 2 and all("is not supported" in e for e in rep.errors)
+
+
+def test_security_keys_are_implemented():
+    rep = audit({"main": {"user": "cc", "group": "cc", "https-cert-file": "c.pem", "https-key-file": "k.pem",
+                          "redirect-http-to": "https://x", "trusted-proxies": ["10.0.0.1"]}})
+    assert rep.errors == [] and rep.warnings == []
 
 
 def test_what_cc_supervise_init_writes_is_fully_supported():

@@ -81,14 +81,14 @@ def test_v10_database_is_upgraded_in_place_with_a_backup(tmp_path):
     build_v10(path)
     assert check_version(path) == 10
     res = migrate(path)
-    assert (res.from_version, res.to_version) == (10, SCHEMA_VERSION) == (10, 12)
+    assert (res.from_version, res.to_version) == (10, SCHEMA_VERSION) == (10, 13)
     assert res.backup is not None and res.backup.exists() and res.backup.parent == tmp_path
     old = sqlite3.connect(res.backup)  # the copy is the untouched version-10 database
     assert old.execute("SELECT version FROM schema_migrations").fetchone()[0] == 10
     assert old.execute("SELECT count(*) FROM job").fetchone()[0] == 2
     assert old.execute("SELECT count(*) FROM job_cache").fetchone()[0] == 1
     old.close()
-    assert check_version(path) == 12
+    assert check_version(path) == 13
     conn = connect(path)
     try:
         a = jobs.find_jobs(conn, 1001, "fritz")[0]
@@ -104,7 +104,7 @@ def test_v10_database_is_upgraded_in_place_with_a_backup(tmp_path):
         assert conn.execute("SELECT value FROM configuration").fetchone()[0] == "50"
         assert jobs.archive_queue(conn) == [] and jobs.queue_length(conn) == 0  # the version-12 queue works
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
-        assert {"job_archive_status", "jobs_archive_queue", "jobs_cluster_user"} <= names
+        assert {"job_archive_status", "jobs_archive_queue", "jobs_cluster_user", "web_session"} <= names
     finally:
         conn.close()
     assert migrate(path).backup is None  # already current: nothing to do
@@ -125,3 +125,25 @@ def test_dirty_or_unknown_databases_are_refused(tmp_path):
     conn.close()
     with pytest.raises(MigrationError, match="no schema_migrations"):
         migrate(other)
+
+
+def test_version_12_database_gets_the_session_table(tmp_path):
+    """A database made by the previous release (our version 12) is brought to 13 without touching its rows."""
+    path = tmp_path / "job.db"
+    build_v10(path)
+    migrate(path)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE web_session")
+    conn.execute("UPDATE schema_migrations SET version = 12")
+    conn.commit()
+    conn.close()
+    res = migrate(path)
+    assert (res.from_version, res.to_version) == (12, 13) and res.backup is not None
+    conn = connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM job").fetchone()[0] == 3
+        conn.execute("INSERT INTO web_session (id, username, created) VALUES ('h', 'alice', 1)")
+        users.delete_user(conn, "alice")  # sessions go with their user
+        assert conn.execute("SELECT count(*) FROM web_session").fetchone()[0] == 0
+    finally:
+        conn.close()

@@ -2,7 +2,9 @@
 
 Version numbers follow cc-backend's (golang-migrate's ``schema_migrations`` table), so
 an existing cc-backend ``job.db`` of version 10 or 11 is recognised and upgraded in
-place after a backup copy.  Version 12 is ours (the archiver's queue).
+place after a backup copy.  Versions 12 (the archiver's queue) and 13 (server-side web
+sessions) are ours; every step is idempotent (``IF NOT EXISTS``), so each runs from any
+older version.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from cc.db._conn import connect
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 OLDEST_CC_VERSION = 10
 SQL_DIR = Path(__file__).resolve().parents[2] / "schemas" / "sql"
 
@@ -136,12 +138,14 @@ def _run(conn: sqlite3.Connection, name: str) -> None:
 def _apply(conn: sqlite3.Connection, version: int | None) -> None:
     if version is None:
         _run(conn, "011_baseline.sql")
-    else:
+    elif version <= 11:
         # cc-backend keeps running jobs in job_cache until they stop; we keep them in job.
         cols = ("job_id, cluster, subcluster, submit_time, start_time, hpc_user, project, cluster_partition, "
                 "array_job_id, duration, walltime, job_state, meta_data, resources, num_nodes, num_hwthreads, "
                 "num_acc, smt, shared, monitoring_status, energy, energy_footprint, footprint")
         conn.execute(f"INSERT OR IGNORE INTO job ({cols}) SELECT {cols} FROM job_cache")
         conn.execute("DELETE FROM job_cache")
-    _run(conn, "011_indexes.sql")
-    _run(conn, "012_archive_queue.sql")
+    if version is None or version < 12:
+        _run(conn, "011_indexes.sql")
+        _run(conn, "012_archive_queue.sql")
+    _run(conn, "013_sessions.sql")

@@ -96,15 +96,27 @@ def delete_user(conn: sqlite3.Connection, username: str) -> bool:
     return conn.execute("DELETE FROM hpc_user WHERE username = ?", (username,)).rowcount > 0
 
 
+def end_sessions(conn: sqlite3.Connection, username: str) -> int:
+    """Log a user out everywhere (their web sessions end at the next request, in every process)."""
+    return conn.execute("DELETE FROM web_session WHERE username = ?", (username,)).rowcount
+
+
 def set_password(conn: sqlite3.Connection, username: str, password: str) -> bool:
-    return conn.execute("UPDATE hpc_user SET password = ? WHERE username = ?",
-                        (hash_password(password), username)).rowcount > 0
+    """A new password also ends the user's sessions: whoever knew the old one is logged out."""
+    changed = conn.execute("UPDATE hpc_user SET password = ? WHERE username = ?",
+                           (hash_password(password), username)).rowcount > 0
+    if changed:
+        end_sessions(conn, username)
+    return changed
 
 
 def update_user(conn: sqlite3.Connection, username: str, *, add_role: str | None = None,
                 remove_role: str | None = None, add_project: str | None = None,
                 remove_project: str | None = None) -> User:
-    """cc-backend's single-field changes of ``POST /api/user/{id}``."""
+    """cc-backend's single-field changes of ``POST /api/user/{id}``.
+
+    A role change also ends the user's web sessions, so no session outlives the rights it was opened with.
+    """
     user = get_user(conn, username)
     if user is None:
         raise LookupError(f"no user {username!r}")
@@ -131,6 +143,8 @@ def update_user(conn: sqlite3.Connection, username: str, *, add_role: str | None
         user.projects.remove(remove_project)
     conn.execute("UPDATE hpc_user SET roles = ?, projects = ? WHERE username = ?",
                  (orjson.dumps(user.roles).decode(), orjson.dumps(user.projects).decode(), username))
+    if add_role or remove_role:
+        end_sessions(conn, username)
     return user
 
 

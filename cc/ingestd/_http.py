@@ -9,6 +9,7 @@ only POST bodies, keep-alive, gzip and hard size limits.
 from __future__ import annotations
 
 import logging
+import ssl
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import trio
 log = logging.getLogger("ingest.http")
 
 IDLE_TIMEOUT = 75.0  # collectors keep connections 60 s idle by default
+TLS_HANDSHAKE_TIMEOUT = 10.0
 BODY_TIMEOUT = 120.0
 
 
@@ -109,8 +111,8 @@ class AcceptBalancer:
 
 async def serve(listener: trio.SocketListener, handler: Handler, *, max_body: int,
                 balancer: AcceptBalancer | None = None,
-                on_conn: Callable[[int], None] | None = None) -> None:
-    """Accept and serve connections forever (until cancelled)."""
+                on_conn: Callable[[int], None] | None = None, tls: ssl.SSLContext | None = None) -> None:
+    """Accept and serve connections forever (until cancelled); with ``tls``, HTTPS (metric-store.ingest-tls)."""
     async with trio.open_nursery() as nursery:
         while True:
             if balancer is not None:
@@ -123,18 +125,28 @@ async def serve(listener: trio.SocketListener, handler: Handler, *, max_body: in
                 continue
             if on_conn:  # counted before the next accept, so siblings see it at once
                 on_conn(+1)
-            nursery.start_soon(_connection, stream, handler, max_body, on_conn)
+            nursery.start_soon(_connection, stream, handler, max_body, on_conn, tls)
 
 
-async def _connection(stream: trio.SocketStream, handler: Handler, max_body: int,
-                      on_conn: Callable[[int], None] | None) -> None:
+async def _connection(raw: trio.SocketStream, handler: Handler, max_body: int,
+                      on_conn: Callable[[int], None] | None, tls: ssl.SSLContext | None = None) -> None:
     try:
-        peer = stream.socket.getpeername()
+        peer = raw.socket.getpeername()
         peer_s = peer[0] if isinstance(peer, tuple) else str(peer)
     except OSError:
         peer_s = "?"
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
+    stream: trio.abc.Stream = raw
     try:
+        if tls is not None:  # the handshake runs here, per connection, never in the accept loop
+            stream = trio.SSLStream(raw, tls, server_side=True, https_compatible=True)
+            try:
+                with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+                    await stream.do_handshake()
+            except (ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError) as e:
+                log.info("TLS handshake with %s failed: %s", peer_s, e)
+                await trio.aclose_forcefully(raw)
+                return
         async with stream:
             while True:
                 req = await _read_request(stream, conn, max_body, peer_s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import time
 
 import trio
@@ -25,6 +26,7 @@ from cc.jwtauth import AuthError, TokenVerifier, load_public_key, token_from_hea
 from cc.netacl import IPAllowList
 from cc.shm import COUNTER_INDEX, INGEST_SLOT_BASE, Store
 from cc.shm._layout import PR_ACTIVE, PR_PID, PR_REQUESTS, PR_STARTED
+from cc.tls import TLSError, read_pair, server_context
 from cc.wal import WalError, WalSyncer, WalWriter, wal_dir
 
 log = logging.getLogger("ingest")
@@ -136,28 +138,38 @@ class IngestApp:
         body = _http.decode_body(body, encoding, self.max_body)
         return self.ingestor.ingest(body, cluster, precision)
 
-    async def main(self, listen_fd: int) -> None:
+    async def main(self, listen_fd: int, tls: ssl.SSLContext | None = None) -> None:
         self.procs[self.slot, PR_PID] = os.getpid()
         self.procs[self.slot, PR_STARTED] = int(time.time())
         self.procs[self.slot, PR_ACTIVE] = 0
         sock = socket.socket(fileno=listen_fd)
         sock.setblocking(False)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        log.info("ingest worker %d serving on %s", self.worker, sock.getsockname())
+        log.info("ingest worker %d serving %s on %s", self.worker, "HTTPS" if tls else "HTTP", sock.getsockname())
         balancer = _http.AcceptBalancer(self.load) if self.sibling_slots else None
         try:
             await _http.serve(listener, self.handle, max_body=self.max_body, balancer=balancer,
-                              on_conn=self.on_conn)
+                              on_conn=self.on_conn, tls=tls)
         finally:
             self.procs[self.slot, PR_ACTIVE] = 0
             self.procs[self.slot, PR_PID] = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = proc.child_args("Ingest worker: accepts ClusterCockpit line protocol on /api/write.",
-                           listen=True, worker=True).parse_args(argv)
+    parser = proc.child_args("Ingest worker: accepts ClusterCockpit line protocol on /api/write.",
+                             listen=True, worker=True)
+    parser.add_argument("--tls-cert-fd", type=int, help="main.https-cert-file, opened by the supervisor")
+    parser.add_argument("--tls-key-fd", type=int, help="main.https-key-file, opened by the supervisor")
+    args = parser.parse_args(argv)
     cfg, instance = proc.load(args)
     logger = proc.setup_logging(f"ingest-{args.worker}")
+    tls = None
+    if cfg.ingest_tls:  # metric-store.ingest-tls: the web listener's certificate
+        try:
+            tls = server_context(read_pair(cfg.tls_cert, cfg.tls_key, args.tls_cert_fd, args.tls_key_fd),
+                                 alpn=("http/1.1",))
+        except TLSError as e:
+            raise SystemExit(f"error: {e}") from None
     store = Store.attach(instance)
     verifier = None
     if not cfg.main.get("disable-authentication"):
@@ -180,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         if syncer is not None:
             nursery.start_soon(syncer.run)
-        nursery.start_soon(app.main, args.listen_fd)
+        nursery.start_soon(app.main, args.listen_fd, tls)
         await shutdown.wait()
 
     try:

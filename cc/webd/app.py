@@ -5,6 +5,7 @@ This module only wires things together; each concern lives in its own module.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import sqlite3
@@ -23,13 +24,25 @@ from cc.clusters import MetricCatalog, load_clusters
 from cc.db import SCHEMA_VERSION, Database, check_version
 from cc.db._jobs import footprint_indexes, unindexed_footprint_keys
 from cc.jwtauth import TokenVerifier, load_public_key
-from cc.netacl import IPAllowList
+from cc.netacl import IPAllowList, ProxyTrust
 from cc.shm import Store
-from cc.webd import admin_api, config_api, jobs_api, live, login, metricstore_api, pages
+from cc.tls import PemPair, TLSError, pinned_client_context, read_pair, server_context
+from cc.webd import (
+    admin_api,
+    config_api,
+    jobs_api,
+    live,
+    login,
+    metricstore_api,
+    pages,
+    session_api,
+    sessions,
+)
 from cc.webd import graphql as graphql_api
-from cc.webd.auth import LoginLimiter
+from cc.webd.auth import LoginLimiter, request_is_secure
 from cc.webd.context import WebContext
 from cc.webd.errors import APIError, error_response, json_response
+from cc.webd.redirect import redirect_app
 
 log = logging.getLogger("web")
 
@@ -46,12 +59,8 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.register_blueprint(graphql_api.bp)
     app.register_blueprint(pages.bp)  # web UI pages and static files
     app.register_blueprint(live.bp)  # live plot data over WebSocket
-    app.secret_key = ctx.cfg.secret("SESSION_KEY")
-    app.config["SESSION_COOKIE_NAME"] = "session"
-    app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.config["SESSION_COOKIE_SECURE"] = bool(ctx.cfg.main.get("https-cert-file"))
-    app.config["PERMANENT_SESSION_LIFETIME"] = ctx.cfg.session_max_age or 10 * 365 * 86400
+    app.register_blueprint(session_api.bp)  # listing and ending users' sessions (admins)
+    sessions.init_app(app, ctx.cfg.secret("SESSION_KEY"), ctx.cfg.session_max_age)
 
     @app.errorhandler(APIError)
     async def on_api_error(e: APIError) -> Response:
@@ -85,6 +94,8 @@ def create_app(ctx: WebContext) -> QuartTrio:
         """
         if "started" in g:
             resp.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.started) * 1000:.2f}"
+        if request_is_secure():  # browsers that saw HTTPS here never try plain HTTP again
+            resp.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         try:
             await request.get_data(cache=False)
         except HTTPException:  # too large or too slow: do not keep this connection
@@ -100,8 +111,9 @@ def create_app(ctx: WebContext) -> QuartTrio:
         # The supervisor hands us the ingest workers' plain-HTTP address: no proxy from the
         # environment applies, and no TLS context is built (loading the CA bundle into one
         # costs ~8 MB in every web process for connections that never use it).
-        tls = ctx.ingest_url.startswith("https:")
-        app.config["INGEST_CLIENT"] = httpx.AsyncClient(timeout=60, verify=tls, trust_env=False)
+        # With metric-store.ingest-tls they serve our own certificate, which names no loopback address.
+        verify = pinned_client_context(ctx.tls_cert_pem) if ctx.ingest_url.startswith("https:") else False
+        app.config["INGEST_CLIENT"] = httpx.AsyncClient(timeout=60, verify=verify, trust_env=False)
 
     @app.after_serving
     async def close_clients() -> None:
@@ -111,7 +123,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     return app
 
 
-def build_context(cfg, instance: str, slot: int, ingest_url: str) -> WebContext:
+def build_context(cfg, instance: str, slot: int, ingest_url: str, tls_cert_pem: bytes | None = None) -> WebContext:
     store = Store.attach(instance)
     clusters = load_clusters(cfg.archive_path)
     verifier = None
@@ -129,7 +141,8 @@ def build_context(cfg, instance: str, slot: int, ingest_url: str) -> WebContext:
     return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=MetricCatalog(clusters, cfg.metrics),
                       verifier=verifier, allow=IPAllowList(cfg.api_allowed_ips), ingest_url=ingest_url,
                       slot=slot, query_limiter=trio.CapacityLimiter(4), db=Database(cfg.db_path),
-                      archive=open_archive(cfg), login_limiter=LoginLimiter())
+                      archive=open_archive(cfg), login_limiter=LoginLimiter(),
+                      proxies=ProxyTrust(cfg.trusted_proxies), tls_cert_pem=tls_cert_pem)
 
 
 async def index_footprints(ctx: WebContext) -> None:
@@ -161,25 +174,66 @@ def open_archive(cfg):
     return JobArchive(cfg.archive_path)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = proc.child_args("Web process: REST, query and UI.", listen=True)
-    parser.add_argument("--ingest-url", required=True, help="base URL of the ingest workers")
-    args = parser.parse_args(argv)
-    cfg, instance = proc.load(args)
-    logger = proc.setup_logging("web")
-    ctx = build_context(cfg, instance, args.slot, args.ingest_url)
-    app = create_app(ctx)
-    hc = HyperConfig()
-    hc.bind = [f"fd://{args.listen_fd}"]
+class _TLSConfig(HyperConfig):
+    """Hypercorn serving TLS with a context we built (hypercorn itself only loads files by path)."""
+
+    def __init__(self, context) -> None:
+        self._context = context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return True
+
+    def create_ssl_context(self):
+        return self._context
+
+
+def _hypercorn(listen_fd: int, tls=None) -> HyperConfig:
+    hc = _TLSConfig(tls) if tls is not None else HyperConfig()
+    hc.bind = [f"fd://{listen_fd}"]
     hc.accesslog = None
     hc.graceful_timeout = 5
     hc.keep_alive_timeout = 75
-    sock = socket.socket(fileno=args.listen_fd)
-    logger.info("web serving on %s", sock.getsockname())
-    sock.detach()
+    return hc
+
+
+def _sockname(fd: int):
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.getsockname()
+    finally:
+        sock.detach()  # the descriptor stays open for hypercorn
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = proc.child_args("Web process: REST, query and UI.", listen=True)
+    parser.add_argument("--ingest-url", required=True, help="base URL of the ingest workers")
+    parser.add_argument("--tls-cert-fd", type=int, help="main.https-cert-file, opened by the supervisor")
+    parser.add_argument("--tls-key-fd", type=int, help="main.https-key-file, opened by the supervisor")
+    parser.add_argument("--redirect-fd", type=int, help="listening socket for main.redirect-http-to")
+    args = parser.parse_args(argv)
+    cfg, instance = proc.load(args)
+    logger = proc.setup_logging("web")
+    pair: PemPair | None = None
+    tls = None
+    if cfg.tls_cert is not None:
+        try:
+            pair = read_pair(cfg.tls_cert, cfg.tls_key, args.tls_cert_fd, args.tls_key_fd)
+            tls = server_context(pair)
+        except TLSError as e:
+            raise SystemExit(f"error: {e}") from None
+    ctx = build_context(cfg, instance, args.slot, args.ingest_url, pair.cert if pair else None)
+    app = create_app(ctx)
+    hc = _hypercorn(args.listen_fd, tls)
+    logger.info("web serving %s on %s", "HTTPS" if tls else "HTTP", _sockname(args.listen_fd))
 
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         nursery.start_soon(index_footprints, ctx)
+        nursery.start_soon(sessions.purge_expired, ctx.db)
+        if args.redirect_fd is not None and cfg.redirect_http_to:
+            logger.info("redirecting plain HTTP on %s to %s", _sockname(args.redirect_fd), cfg.redirect_http_to)
+            nursery.start_soon(functools.partial(serve, redirect_app(cfg.redirect_http_to),
+                                                 _hypercorn(args.redirect_fd), shutdown_trigger=shutdown.wait))
         await serve(app, hc, shutdown_trigger=shutdown.wait)
 
     proc.run(run_app, logger)

@@ -2,29 +2,123 @@
 
 The REST API authenticates every request by JWT (``Authorization: Bearer`` or
 ``X-Auth-Token``), as cc-backend does; the UI and its GraphQL endpoint use the
-session cookie set by ``POST /login``.  Both end in a :class:`cc.db.Viewer`, which
-decides what the caller may see.
+session cookie set by ``POST /login`` (server-side sessions, :mod:`cc.webd.sessions`).
+Both end in a :class:`cc.db.Viewer`, which decides what the caller may see.
+
+Also here, because every caller needs the same answer: the client's address and scheme
+behind trusted proxies (:func:`client`), the same-origin check that protects
+cookie-authenticated state changes from cross-site requests (:func:`require_same_origin`)
+and login throttling (:class:`LoginLimiter`).
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from quart import current_app, g, request
+from quart import current_app, g, has_request_context, request, websocket
 
 from cc.db import Viewer
 from cc.db._users import get_user
 from cc.jwtauth import AuthError, Claims, token_from_headers
+from cc.netacl import ClientInfo
 from cc.webd.errors import APIError
-from cc.webd.sessions import end_session, session_username
+from cc.webd.sessions import session_user
+
+
+def _incoming():
+    """The HTTP request or, in a WebSocket handler, the WebSocket handshake."""
+    return request if has_request_context() else websocket
+
+
+def client() -> ClientInfo:
+    """The client's address, scheme and host, believing ``X-Forwarded-*`` only from ``main.trusted-proxies``."""
+    info = g.get("cc_client")
+    if info is None:
+        r = _incoming()
+        info = _ctx().proxies.client(r.remote_addr or "", r.scheme, r.headers.get("Host") or "", r.headers)
+        g.cc_client = info
+    return info
 
 
 def client_ip() -> str:
-    return request.remote_addr or ""
+    """The one place every caller takes the client's address from (throttling, allow list, logs)."""
+    return client().ip
+
+
+def request_is_secure() -> bool:
+    """HTTPS between the browser and us (our TLS, or a trusted proxy's): session cookies get ``Secure``."""
+    return client().scheme == "https"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _host_port(netloc: str, scheme: str) -> tuple[str, int | None, int | None]:
+    """(host, explicit port or None, default port of the scheme)."""
+    host, port = netloc.lower(), None
+    if host.startswith("["):
+        h, _, rest = host[1:].partition("]")
+        host, port = h, rest[1:] if rest.startswith(":") else None
+    elif host.count(":") == 1:
+        host, port = host.split(":")
+    try:
+        explicit = int(port) if port else None
+    except ValueError:
+        explicit = -1  # never matches
+    return host, explicit, _DEFAULT_PORTS.get(scheme)
+
+
+def _same_host(url: str, own: ClientInfo) -> bool:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return False
+    host, port, default = _host_port(parts.netloc, parts.scheme.lower())
+    own_host, own_port, own_default = _host_port(own.host, own.scheme)
+    if not own_host or host != own_host:
+        return False
+    if port is None and own_port is None:
+        return True  # both on their scheme's default port (e.g. TLS ended by a proxy that sends no proto)
+    return (port if port is not None else default) == (own_port if own_port is not None else own_default)
+
+
+def cross_site_reason() -> str | None:
+    """Why this request does not come from our own pages, or None when it does (or from no browser).
+
+    Browsers send ``Origin`` with every POST (and every cross-origin request), so a
+    foreign or ``null`` Origin is refused; without it a foreign ``Referer`` is, and last
+    the browser's own verdict ``Sec-Fetch-Site``.  A request with none of them is not
+    from a browser page, so no cookie of a victim rides along with it.
+    """
+    r = _incoming()
+    own = client()
+    origin = r.headers.get("Origin")
+    if origin is not None:
+        if origin.strip().lower() == "null" or not _same_host(origin, own):
+            return f"Origin {origin!r} is not this server ({own.scheme}://{own.host})"
+        return None
+    referer = r.headers.get("Referer")
+    if referer:
+        if not _same_host(referer, own):
+            return f"Referer {urlsplit(referer).netloc!r} is not this server ({own.host})"
+        return None
+    if (r.headers.get("Sec-Fetch-Site") or "").lower() in ("cross-site", "same-site"):
+        return f"Sec-Fetch-Site is {r.headers['Sec-Fetch-Site']!r}"
+    return None
+
+
+def require_same_origin() -> None:
+    """Refuse (403) a state-changing request authenticated by cookie that another site made the browser send."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    reason = cross_site_reason()
+    if reason:
+        raise APIError(403, f"cross-origin request refused: {reason}")
 
 
 def _ctx():
@@ -110,52 +204,67 @@ def rest_route(*roles: str):
     return deco
 
 
+
 async def session_viewer() -> Viewer | None:
-    """The logged-in user of the session cookie (None if not logged in or the user is gone)."""
-    username = session_username()
-    if not username:
-        return None
-    ctx = _ctx()
-    user = await ctx.db.read(get_user, username)
-    if user is None:
-        end_session()
-        return None
-    return user.viewer()
+    """The logged-in user of the session cookie (None if not logged in, the session ended or the user is gone)."""
+    if "cc_session_viewer" in g:
+        return g.cc_session_viewer
+    user = await session_user(_ctx().db)
+    g.cc_session_viewer = viewer = user.viewer() if user is not None else None
+    return viewer
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    blocked_until: float = 0.0
 
 
 class LoginLimiter:
-    """Refuse logins after too many failures from one address or for one username.
+    """Slow down password guessing per (client address, username) pair, with exponential backoff.
 
-    In memory of the web process: a restart forgets, which is acceptable for a brute
-    force brake (the attacker loses far more time than the restart gives back).
+    Why per pair: a limit per account lets anyone lock its owner out by guessing wrong,
+    and a limit per address locks out everyone behind one NAT or proxy.  A pair gets
+    ``free`` failures, then each further failure blocks the pair for ``base`` seconds,
+    doubling up to ``cap``; while blocked even the right password is refused (that is what
+    slows the guesser), for that pair only.  A success or ``forget`` seconds without
+    failures reset it.  In memory of the web process: a restart forgets, which is
+    acceptable for a brake (the attacker loses far more time than a restart gives back).
     """
 
-    def __init__(self, per_user: int = 5, per_ip: int = 20, window: float = 300.0):
-        self.limits = {"user": per_user, "ip": per_ip}
-        self.window = window
-        self.failures: dict[str, deque[float]] = {}
+    def __init__(self, free: int = 5, base: float = 1.0, cap: float = 900.0, forget: float = 86400.0,
+                 max_pairs: int = 100_000):
+        self.free, self.base, self.cap, self.forget, self.max_pairs = free, base, cap, forget, max_pairs
+        self.pairs: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self.failures.setdefault(key, deque())
-        while q and q[0] < now - self.window:
-            q.popleft()
-        return q
+    def _get(self, key: tuple[str, str], now: float) -> _Failures | None:
+        f = self.pairs.get(key)
+        if f is not None and now - f.last > self.forget:
+            del self.pairs[key]
+            return None
+        return f
 
     def retry_after(self, ip: str, username: str, now: float | None = None) -> int:
+        """Seconds until this pair may try again (0: now)."""
         now = time.time() if now is None else now
-        worst = 0.0
-        for kind, key in (("ip", f"ip:{ip}"), ("user", f"user:{username}")):
-            q = self._recent(key, now)
-            if len(q) >= self.limits[kind]:
-                worst = max(worst, q[0] + self.window - now)
-        return int(worst) + 1 if worst > 0 else 0
+        f = self._get((ip, username), now)
+        if f is None or f.blocked_until <= now:
+            return 0
+        return max(1, int(f.blocked_until - now + 0.999))
 
     def failed(self, ip: str, username: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        for key in (f"ip:{ip}", f"user:{username}"):
-            self._recent(key, now).append(now)
-        if len(self.failures) > 100_000:
-            self.failures.clear()
+        key = (ip, username)
+        f = self._get(key, now) or _Failures()
+        f.count += 1
+        f.last = now
+        if f.count >= self.free:
+            f.blocked_until = now + min(self.cap, self.base * 2 ** (f.count - self.free))
+        self.pairs[key] = f
+        self.pairs.move_to_end(key)
+        while len(self.pairs) > self.max_pairs:  # the least recently failing pairs go first
+            self.pairs.popitem(last=False)
 
-    def succeeded(self, username: str) -> None:
-        self.failures.pop(f"user:{username}", None)
+    def succeeded(self, ip: str, username: str) -> None:
+        self.pairs.pop((ip, username), None)

@@ -3,8 +3,8 @@ endpoints (users, roles, projects, the notice banner) and ``/frontend/jwt/`` (AP
 
 These use the UI's session cookie, not a JWT: the REST API under ``/api/`` stays
 token-only.  Everything here except ``/frontend/jwt/`` for one's own account needs the
-admin role.  State-changing requests must come from this server's own pages: a
-browser sends ``Origin`` with every POST and DELETE, and a foreign one is refused (on
+admin role.  State-changing requests must come from this server's own pages
+(:func:`cc.webd.auth.require_same_origin`: a foreign ``Origin``/``Referer`` is refused, on
 top of the ``SameSite=Lax`` session cookie).  Requests take form fields (as cc-backend's
 frontend sends them) or a JSON object; answers are JSON (``{"msg": ...}`` or cc's error
 shape), except the token, which is plain text as in cc-backend.
@@ -16,7 +16,6 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from quart import Blueprint, Response, current_app, g, request
@@ -26,7 +25,7 @@ from cc.db import _users as users
 from cc.fsio import replace_atomically
 from cc.jwtauth import AuthError, load_private_key, sign_token
 from cc.webd.admin_api import delete_user_for
-from cc.webd.auth import session_viewer
+from cc.webd.auth import require_same_origin, session_viewer
 from cc.webd.errors import APIError, json_response
 
 log = logging.getLogger("web.config")
@@ -44,21 +43,13 @@ def _ctx():
     return current_app.config["CC"]
 
 
-def _same_origin() -> bool:
-    origin = request.headers.get("Origin")
-    if not origin:
-        return True  # not a browser, or a same-origin GET
-    return urlsplit(origin).netloc.lower() == (request.headers.get("Host") or "").lower()
-
-
 def session_route(admin: bool = True):
     """Endpoints of the UI: a logged-in session (with the admin role unless ``admin=False``), sets ``g.viewer``."""
 
     def deco(fn: Callable[..., Awaitable[Any]]):
         @functools.wraps(fn)
         async def wrapper(*args, **kwargs):
-            if request.method not in ("GET", "HEAD") and not _same_origin():
-                raise APIError(403, "cross-origin request refused")
+            require_same_origin()
             viewer = await session_viewer()
             if viewer is None or not viewer.roles:
                 raise APIError(401, "not logged in")

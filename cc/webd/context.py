@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -11,7 +11,7 @@ from cc.clusters import Cluster, MetricCatalog
 from cc.config import Config
 from cc.db import Database
 from cc.jwtauth import TokenVerifier
-from cc.netacl import IPAllowList
+from cc.netacl import IPAllowList, ProxyTrust
 from cc.shm import Store
 
 
@@ -29,6 +29,8 @@ class WebContext:
     db: Database
     archive: Any
     login_limiter: Any
+    proxies: ProxyTrust = field(default_factory=lambda: ProxyTrust([]))  # main.trusted-proxies
+    tls_cert_pem: bytes | None = None  # our certificate (pinned for forwarding to TLS ingest workers)
 
     @property
     def store_socket(self):

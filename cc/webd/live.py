@@ -29,7 +29,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
@@ -41,7 +40,7 @@ from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job, Viewer
 from cc.db import _jobs as jobsdb
 from cc.jobdata import build_queries, subcluster_of
 from cc.query import QueryRequest, execute
-from cc.webd.auth import session_viewer
+from cc.webd.auth import cross_site_reason, session_viewer
 from cc.webd.graphql.context import GQLContext
 
 log = logging.getLogger("web.live")
@@ -74,13 +73,6 @@ class Subscription:
     def base(self, metric: str) -> int:
         f = self.timesteps[metric]
         return (self.job.start_time // f) * f
-
-
-def _same_origin() -> bool:
-    origin = websocket.headers.get("Origin")
-    if not origin:
-        return True  # not a browser
-    return urlsplit(origin).netloc.lower() == (websocket.headers.get("Host") or "").lower()
 
 
 async def _send(msg: dict[str, Any]) -> None:
@@ -253,7 +245,7 @@ class Connection:
 
 @bp.websocket("/ws/live")
 async def live() -> None:
-    if not _same_origin():
+    if cross_site_reason():
         await websocket.close(1008, "cross-origin WebSocket refused")
         return
     viewer = await session_viewer()

@@ -10,7 +10,7 @@ import trio
 from quart import Blueprint, Response, current_app, redirect, request
 
 from cc.db._users import check_password, get_user
-from cc.webd.auth import client_ip
+from cc.webd.auth import client_ip, require_same_origin
 from cc.webd.errors import error_response, json_response
 from cc.webd.sessions import begin_session, end_session
 
@@ -32,6 +32,7 @@ def _safe_target(target: str | None) -> str:
 @bp.route("/login", methods=["POST"])
 async def login() -> Response:
     ctx = current_app.config["CC"]
+    require_same_origin()  # another site must not log the browser into an account of its choosing
     if request.is_json:
         body = orjson.loads(await request.get_data() or b"{}")
         username, password, target = body.get("username", ""), body.get("password", ""), body.get("redirect")
@@ -56,7 +57,7 @@ async def login() -> Response:
         if _wants_json():
             return error_response(401, "wrong username or password")
         return redirect(f"/login?error={quote('Wrong username or password')}", 303)
-    ctx.login_limiter.succeeded(username)
+    ctx.login_limiter.succeeded(ip, username)
     begin_session(user)
     log.info("user %r logged in from %s", username, ip)
     if _wants_json():
@@ -66,6 +67,7 @@ async def login() -> Response:
 
 @bp.route("/logout", methods=["GET", "POST"])
 async def logout() -> Response:
+    require_same_origin()
     end_session()
     if _wants_json():
         return json_response({"msg": "logged out"})

@@ -1,6 +1,9 @@
 """``POST /query`` (cc-backend's GraphQL endpoint) and, in development mode, ``/playground`` and ``/swagger/``.
 
 Callers authenticate with the UI's session cookie or a JWT (``Authorization: Bearer``).
+With the cookie, a request must come from this server's pages (same Origin/Referer) and be
+``Content-Type: application/json``: a foreign page can make a browser send a ``text/plain``
+or form POST with the victim's cookie without asking (no CORS preflight), but not a JSON one.
 Responses follow GraphQL over HTTP as gqlgen (cc-backend) answers it: 200 with
 ``{"data", "errors"}`` once the operation ran, 422 when the document does not parse or
 validate, 400 for a body that is not a GraphQL request.
@@ -22,7 +25,7 @@ from quart import Blueprint, Response, abort, current_app, redirect, request, se
 
 from cc.db import Viewer
 from cc.jwtauth import token_from_headers
-from cc.webd.auth import authenticate_jwt, session_viewer
+from cc.webd.auth import authenticate_jwt, require_same_origin, session_viewer
 from cc.webd.errors import APIError, json_response
 from cc.webd.graphql.context import GQLContext
 from cc.webd.graphql.executor import TrioExecutor
@@ -68,7 +71,11 @@ def _errors(status: int, *messages: str) -> Response:
 async def _viewer() -> Viewer:
     """The session's user, else the JWT's; 401 without either."""
     viewer = await session_viewer()
-    if viewer is None:
+    if viewer is not None:
+        require_same_origin()
+        if request.mimetype != "application/json":
+            raise APIError(415, f"Content-Type must be application/json, not {request.mimetype or 'none'!r}")
+    else:
         if current_app.config["CC"].verifier is not None and not token_from_headers(request.headers):
             raise APIError(401, "not logged in: send the session cookie (POST /login) or "
                                 "'Authorization: Bearer <JWT>'")
