@@ -24,6 +24,7 @@ import grp
 import logging
 import os
 import pwd
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,9 @@ from cc.shm._segments import SHM_DIR
 log = logging.getLogger("supervisor")
 
 PR_SET_DUMPABLE = 4
+# Where the standard library lies, found without importing anything (after the switch even a
+# lazy import can fail, if the interpreter lies below a directory closed to the user).
+STDLIB = Path(os.__file__).resolve().parent
 
 
 class PrivilegeError(RuntimeError):
@@ -158,8 +162,10 @@ def check_access(cfg: Config, ident: Identity) -> None:
         if d.exists() and not os.access(d, os.W_OK | os.X_OK):
             problems.append(f"{key} {d} is not writable by {ident.describe()} (chown it to that user)")
     for what, p, mode in (("the configuration", cfg.path, os.R_OK),
-                          ("the program", Path(cc.__file__).resolve().parent, os.R_OK | os.X_OK)):
-        if not os.access(p, mode):
+                          ("the program", Path(cc.__file__).resolve().parent, os.R_OK | os.X_OK),
+                          ("the Python interpreter", Path(sys.executable).resolve(), os.R_OK | os.X_OK),
+                          ("Python's standard library", STDLIB, os.R_OK | os.X_OK)):
+        if not os.access(p, mode):  # the children are started by exec'ing it: they would die at once
             problems.append(f"{what} {p} is not readable by {ident.describe()}")
     if problems:
         raise PrivilegeError("main.user/main.group: " + "; ".join(problems))

@@ -84,6 +84,7 @@ class Installation:
         self.proc: subprocess.Popen | None = None
         self.web = self.ingest = ""
         self.verify: Any = True  # for httpx: an ssl.SSLContext trusting the test certificate under HTTPS
+        self.python = sys.executable  # the interpreter that runs cc-supervise
 
     @property
     def instance(self) -> str:
@@ -93,13 +94,13 @@ class Installation:
         return sign_token(load_private_key(self.cfg.secret("JWT_PRIVATE_KEY")), user, list(roles), max_age)
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "supervisor", "--config", str(self.cfg.path), *args],
-                              capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        return subprocess.run([self.python, "-m", "supervisor", "--config", str(self.cfg.path), *args],
+                              capture_output=True, text=True, timeout=timeout, cwd=self.root, env=self.env)
 
     def start(self, timeout: float = 30) -> None:
         (self.cfg.run_dir / "ports.json").unlink(missing_ok=True)  # left behind by a killed supervisor
         log = open(self.root / "supervisor.out", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "--config", str(self.cfg.path)],
+        self.proc = subprocess.Popen([self.python, "-m", "supervisor", "run", "--config", str(self.cfg.path)],
                                      cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
         ports = self.cfg.run_dir / "ports.json"
@@ -173,7 +174,8 @@ class Installation:
 
     def query(self, doc: dict, token: str | None = None) -> httpx.Response:
         return httpx.post(self.web + "/api/query", content=orjson.dumps(doc),
-                          headers={"Authorization": f"Bearer {token or self.token()}"}, timeout=60)
+                          headers={"Authorization": f"Bearer {token or self.token()}"}, timeout=60,
+                          verify=self.verify)
 
 
 @contextlib.contextmanager
