@@ -24,6 +24,7 @@ import grp
 import logging
 import os
 import pwd
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,33 +85,48 @@ def is_current(ident: Identity) -> bool:
     return os.geteuid() == ident.uid and os.getegid() == ident.gid
 
 
-def _chown(path: Path, ident: Identity) -> bool:
+def _chown_at(name: str, dir_fd: int | None, ident: Identity) -> bool:
+    """Chown one entry relative to an open directory, never through a symlink.
+
+    Why so careful: root walks directories the service user can write.  Paths could be
+    swapped for symlinks between listing and chown (so every step goes through directory
+    descriptors), and a root-owned file with a second hard link could be a planted link to
+    ``/etc/shadow`` (so those are skipped; ours never have one).
+    """
     try:
-        st = path.lstat()
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
     if (st.st_uid, st.st_gid) == (ident.uid, ident.gid):
         return False
-    os.chown(path, ident.uid, ident.gid, follow_symlinks=False)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        log.warning("not handing %s to %s: it has %d hard links", name, ident.describe(), st.st_nlink)
+        return False
+    os.chown(name, ident.uid, ident.gid, dir_fd=dir_fd, follow_symlinks=False)
     return True
 
 
-def _chown_tree(root: Path, ident: Identity) -> int:
-    """Chown ``root`` and everything below it that is not the user's yet (symlinks themselves, not targets)."""
-    n = int(_chown(root, ident))
-    if not root.is_dir() or root.is_symlink():
+def _chown_tree(root: Path, ident: Identity, max_depth: int | None = None) -> int:
+    """Chown ``root`` and what lies below it (down to ``max_depth`` levels) that is not the user's yet."""
+    n = int(_chown_at(str(root), None, ident))
+    if root.is_symlink() or not root.is_dir():
         return n
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames, dir_fd in os.fwalk(root, follow_symlinks=False):
         for name in dirnames + filenames:
-            n += _chown(Path(dirpath) / name, ident)
+            n += _chown_at(name, dir_fd, ident)
+        depth = len(Path(dirpath).relative_to(root).parts) + 1
+        if max_depth is not None and depth >= max_depth:
+            dirnames.clear()
     return n
 
 
 def _inside(path: Path, base: Path) -> bool:
+    """Strictly below ``base`` (never the configuration directory itself)."""
     try:
-        return path.resolve().is_relative_to(base.resolve())
+        p, b = path.resolve(), base.resolve()
     except OSError:
         return False
+    return p != b and p.is_relative_to(b)
 
 
 def _writable_dirs(cfg: Config) -> list[tuple[str, Path]]:
@@ -123,33 +139,34 @@ def _writable_dirs(cfg: Config) -> list[tuple[str, Path]]:
     return out
 
 
+def _holds_config(d: Path, cfg: Config) -> bool:
+    """Would handing ``d`` over give the user config.json or .env (which root reads at the next start)?"""
+    return any(_inside(f, d) for f in (cfg.path, cfg.base_dir / ".env"))
+
+
 def hand_over(cfg: Config, ident: Identity) -> int:
     """As root: give the user what the processes write (see the module docstring); returns how many entries changed."""
-    base = cfg.base_dir
     n = 0
     for _key, d in _writable_dirs(cfg):
-        if not _inside(d, base):
+        if not _inside(d, cfg.base_dir) or _holds_config(d, cfg) or not d.exists():
             continue
         if d == cfg.archive_path or d == cfg.metric_store.cleanup_dir:
             try:
-                first = d.exists() and d.stat().st_uid != ident.uid
+                first = d.stat().st_uid != ident.uid
             except OSError:
                 first = False
             if first:  # the first switch: the whole tree (may take a while on a big archive)
                 log.info("handing %s to %s (first start as that user)", d, ident.describe())
-                n += _chown_tree(d, ident)
-            else:  # later: the directory and its first two levels (clusters, job id buckets)
-                n += _chown(d, ident)
-                for child in d.iterdir() if d.is_dir() else ():
-                    n += _chown(child, ident)
-                    if child.is_dir() and not child.is_symlink():
-                        n += sum(_chown(c, ident) for c in child.iterdir())
+            # later only the first levels (clusters, job-id buckets): what root tools may have added
+            n += _chown_tree(d, ident, None if first else 2)
             continue
         n += _chown_tree(d, ident)
     for suffix in ("", "-wal", "-shm"):
-        n += _chown(cfg.db_path.with_name(cfg.db_path.name + suffix), ident)
+        db = cfg.db_path.with_name(cfg.db_path.name + suffix)
+        if db.exists() and _inside(db, cfg.base_dir):
+            n += _chown_at(str(db), None, ident)
     for seg in Path(SHM_DIR).glob(f"cc-{instance_id(cfg.var_dir)}-*"):
-        n += _chown(seg, ident)
+        n += _chown_at(str(seg), None, ident)
     return n
 
 
@@ -161,6 +178,8 @@ def check_access(cfg: Config, ident: Identity) -> None:
     for key, d in _writable_dirs(cfg):
         if d.exists() and not os.access(d, os.W_OK | os.X_OK):
             problems.append(f"{key} {d} is not writable by {ident.describe()} (chown it to that user)")
+    if cfg.db_path.exists() and not os.access(cfg.db_path, os.R_OK | os.W_OK):
+        problems.append(f"main.db {cfg.db_path} is not writable by {ident.describe()} (chown it to that user)")
     for what, p, mode in (("the configuration", cfg.path, os.R_OK),
                           ("the program", Path(cc.__file__).resolve().parent, os.R_OK | os.X_OK),
                           ("the Python interpreter", Path(sys.executable).resolve(), os.R_OK | os.X_OK),

@@ -189,3 +189,28 @@ def test_another_non_root_user_cannot_switch(site):
                        capture_output=True, text=True, timeout=60, cwd=inst.root, env=env)
     assert r.returncode == 1 and "main.user/main.group ask for user root" in r.stderr and "not root" in r.stderr, \
         r.stderr
+
+
+@root_only
+def test_hand_over_never_follows_links_nor_gives_away_the_configuration(site):
+    """Root walks directories the service user could write: links planted there must not redirect a chown."""
+    from supervisor._privileges import hand_over, identity_for
+
+    pw = service_user()
+    victim = site / "victim"          # stands for /etc/shadow: root's, outside the installation
+    victim.write_text("secret")
+    inst = Installation(site / "cc", ingest_workers=1,
+                        extra_config={"main": {"user": USER}, "archive": {"path": "."}})  # archive = config dir
+    (inst.cfg.log_dir).mkdir(parents=True, exist_ok=True)
+    (inst.cfg.log_dir / "web.log").write_text("root's old log")
+    (inst.cfg.log_dir / "evil-symlink").symlink_to(victim)
+    (inst.cfg.log_dir / "evil-dir").symlink_to(site)
+    os.link(victim, inst.cfg.var_dir / "evil-hardlink")   # (only root can plant this one here)
+    n = hand_over(load_config(inst.cfg.path), identity_for(load_config(inst.cfg.path)))
+    assert n > 0
+    assert (inst.cfg.log_dir / "web.log").stat().st_uid == pw.pw_uid
+    assert inst.cfg.var_dir.stat().st_uid == pw.pw_uid
+    assert victim.stat().st_uid == 0 and site.stat().st_uid == 0          # links not followed, hard link skipped
+    assert os.lstat(inst.cfg.log_dir / "evil-symlink").st_uid == pw.pw_uid  # the link itself is theirs anyway
+    for f in (inst.cfg.path, inst.root / ".env", inst.root):                 # "archive.path: ." gives nothing away
+        assert f.stat().st_uid == 0, f
