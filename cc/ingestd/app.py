@@ -145,7 +145,7 @@ class IngestApp:
         sock = socket.socket(fileno=listen_fd)
         sock.setblocking(False)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-        log.info("ingest worker %d serving %s on %s", self.worker, "HTTPS" if tls else "HTTP", sock.getsockname())
+        log.info("ingest worker %d serving on %s (%s)", self.worker, sock.getsockname(), "HTTPS" if tls else "HTTP")
         balancer = _http.AcceptBalancer(self.load) if self.sibling_slots else None
         try:
             await _http.serve(listener, self.handle, max_body=self.max_body, balancer=balancer,

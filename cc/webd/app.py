@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     ctx = build_context(cfg, instance, args.slot, args.ingest_url, pair.cert if pair else None)
     app = create_app(ctx)
     hc = _hypercorn(args.listen_fd, tls)
-    logger.info("web serving %s on %s", "HTTPS" if tls else "HTTP", _sockname(args.listen_fd))
+    logger.info("web serving on %s (%s)", _sockname(args.listen_fd), "HTTPS" if tls else "HTTP")
 
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         nursery.start_soon(index_footprints, ctx)
