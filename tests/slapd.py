@@ -104,15 +104,18 @@ access to * by * read
         self._run("ldapadd", stdin=ldif)
 
     def add_user(self, uid: str, password: str, *, gecos: str | None = None, cn: str | None = None,
-                 uid_number: int = 10000, ou: str = PEOPLE) -> str:
+                 uid_number: int = 10000, gid_number: int = 100, ou: str = PEOPLE) -> str:
         dn = f"uid={uid},{ou}"
         lines = [f"dn: {dn}", "objectClass: inetOrgPerson", "objectClass: posixAccount", f"uid: {uid}",
-                 f"cn: {cn or uid.title()}", f"sn: {uid}", f"uidNumber: {uid_number}", "gidNumber: 100",
+                 f"cn: {cn or uid.title()}", f"sn: {uid}", f"uidNumber: {uid_number}", f"gidNumber: {gid_number}",
                  f"homeDirectory: /home/{uid}", f"userPassword: {password}"]
         if gecos:
             lines.append(f"gecos: {gecos}")
         self.ldapadd("\n".join(lines) + "\n")
         return dn
+
+    def replace(self, dn: str, attr: str, value: str) -> None:
+        self._run("ldapmodify", stdin=f"dn: {dn}\nchangetype: modify\nreplace: {attr}\n{attr}: {value}\n")
 
     def delete(self, dn: str) -> None:
         self._run("ldapdelete", dn)

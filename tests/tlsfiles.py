@@ -29,7 +29,7 @@ def make_tls_files(directory: Path, names: tuple[str, ...] = ("localhost", "127.
     """``<prefix>-ca.pem``, ``<prefix>-cert.pem`` (for ``names``: DNS names and IP addresses),
     ``<prefix>-key.pem`` (unencrypted) in ``directory``; valid from an hour ago for a day."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name(f"{prefix} CA")).issuer_name(_name(f"{prefix} CA"))
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())

@@ -199,19 +199,24 @@ def _reason(e: Exception) -> str:
     return text if len(text) <= 300 else text[:300] + " ..."
 
 
-def sync_users(directory: LdapDirectory, db_write) -> object:
-    """Run one directory sync (blocking): read the directory, then apply it in one transaction.
-
-    ``db_write(fn, *args)`` runs ``fn(conn, *args)`` in a write transaction (the web
-    process's ``Database.write_sync`` or the CLI's ``transaction``).
-    """
-    from cc.db._users import sync_directory_users
-
+def directory_users(directory: LdapDirectory) -> dict[str, str | None]:
+    """The users of the directory (blocking), warning about entries without ``uid-attr``."""
     found, without_uid = directory.list_users()
     if without_uid:
         log.warning("LDAP sync: %d entries without the attribute %r skipped (auth.ldap.uid-attr)",
                     without_uid, directory.settings.uid_attr)
-    result = db_write(sync_directory_users, found, directory.settings.sync_del_old_users)
+    return found
+
+
+def sync_users(directory: LdapDirectory, db_write):
+    """One directory sync (blocking): read the directory, then apply it in one transaction.
+
+    ``db_write(fn, *args)`` runs ``fn(conn, *args)`` in a write transaction (the CLI's
+    :func:`cc.db.transaction` on its connection).  Returns a :class:`cc.db._users.DirectorySync`.
+    """
+    from cc.db._users import sync_directory_users
+
+    result = db_write(sync_directory_users, directory_users(directory), directory.settings.sync_del_old_users)
     if result.skipped:
         log.warning("LDAP sync: user names not usable here skipped: %s", ", ".join(result.skipped))
     return result
