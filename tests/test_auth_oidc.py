@@ -282,3 +282,32 @@ def test_jwt_login_is_off_unless_configured(setup):
     _, insts = setup
     r = browser(insts["strict"]).get("/jwt-login", params={"login-token": "x.y.z"})
     assert r.status_code == 404 and "JWT login is not configured" in r.text
+
+
+def test_a_real_browser_logs_in_with_the_sso_button(setup, tmp_path):
+    """Chromium: the job list sends us to the login page, its SSO button to the provider, and back."""
+    from tests.ui_helpers import Browser, browser_available
+
+    missing = browser_available()
+    if missing:
+        pytest.skip(missing)
+    _, insts = setup
+    web = insts["sync"].web
+    b = Browser(tmp_path)
+    try:
+        b.get(web + "/monitoring/jobs/")
+        b.wait("return location.pathname === '/login'", what="the login page")
+        b.screenshot(tmp_path / "login-page.png")
+        b.click("[data-oidc-login]")
+        b.wait("return document.querySelector('input[name=login]') !== null", what="the provider's login form")
+        b.type("input[name=login]", "bob")
+        b.type("input[name=password]", "anything")
+        b.click("button[type=submit]")
+        b.wait("return document.querySelector('input[name=prompt][value=consent]') !== null", what="consent")
+        b.click("button[type=submit]")
+        b.wait("return location.origin === arguments[0] && location.pathname === '/monitoring/jobs/'", web,
+               what="back on the job list, logged in")
+        b.screenshot(tmp_path / "after-sso.png")
+        assert "bob" in b.text("body")
+    finally:
+        b.quit()
