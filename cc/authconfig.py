@@ -18,6 +18,13 @@ class AuthConfigError(ValueError):
     """A login setting has a wrong value (the message names the key)."""
 
 
+class LoginSourceUnavailable(Exception):
+    """A configured login source (the LDAP directory) cannot answer now; the message says why.
+
+    Here rather than beside the LDAP client so that code catching it need not import ldap3.
+    """
+
+
 @dataclass(frozen=True)
 class LdapSettings:
     url: str

@@ -21,7 +21,8 @@ import pytest
 from cc.authconfig import OidcSettings
 from cc.config import ConfigError, load_config
 from cc.proc import stop_subprocess
-from cc.webd.oidc import OidcClient, OidcError
+from cc.webd.oidc import OidcError
+from cc.webd.oidcclient import OidcClient
 from tests.helpers import Installation, free_port
 
 HERE = Path(__file__).parent / "oidc"

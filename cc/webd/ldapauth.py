@@ -18,7 +18,7 @@ from ldap3.core import exceptions as lx
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 
-from cc.authconfig import LdapSettings
+from cc.authconfig import LdapSettings, LoginSourceUnavailable
 
 log = logging.getLogger("web.ldap")
 
@@ -30,7 +30,7 @@ RECEIVE_TIMEOUT = 30  # ldap3 needs whole seconds
 _WRONG_CREDENTIALS = frozenset({"invalidCredentials", "invalidDNSyntax", "noSuchObject", "inappropriateAuthentication"})
 
 
-class LdapUnavailable(Exception):
+class LdapUnavailable(LoginSourceUnavailable):
     """The directory cannot be asked: unreachable, TLS failure, or the search account is refused."""
 
 

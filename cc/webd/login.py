@@ -18,6 +18,7 @@ import orjson
 import trio
 from quart import Blueprint, Response, current_app, redirect, request
 
+from cc.authconfig import LoginSourceUnavailable
 from cc.db import User, UserError
 from cc.db._users import (
     AUTH_LDAP,
@@ -31,7 +32,6 @@ from cc.db._users import (
 from cc.webd import jwtlogin, oidc
 from cc.webd.auth import client_ip
 from cc.webd.errors import error_response, json_response
-from cc.webd.ldapauth import LdapUnavailable, directory_users
 from cc.webd.sessions import end_session
 from cc.webd.sitelogin import LoginRefused, open_session, safe_target, wants_json
 
@@ -57,7 +57,7 @@ def _failure(status: int, message: str) -> Response:
 async def _ldap_login(ctx, user: User | None, username: str, password: str) -> User | None:
     """The user if the directory accepts the password (adding or updating them as configured), else None.
 
-    Raises :class:`LdapUnavailable` when the directory cannot answer.
+    Raises :class:`LoginSourceUnavailable` when the directory cannot answer.
     """
     ldap, s = ctx.logins.ldap, ctx.logins.settings.ldap
     if user is not None:  # a known LDAP user: bind, and refresh the name if asked to
@@ -116,7 +116,7 @@ async def login() -> Response:
             claimed = await _ldap_login(ctx, None, username, password)
             if claimed is not None:
                 ok = await open_session(ctx, claimed, sync=True, update=False, source="LDAP")
-    except LdapUnavailable as e:
+    except LoginSourceUnavailable as e:
         log.warning("LDAP login of %r from %s failed: %s", username, ip, e)
         return _failure(503, "The LDAP server cannot be reached; try again later")
     except LoginRefused as e:
@@ -163,11 +163,13 @@ async def ldap_sync_loop(ctx) -> None:
 
 async def run_ldap_sync(ctx) -> DirectorySync | None:
     """One sync: the directory is read in a worker thread, the database written in one transaction."""
+    from cc.webd.ldapauth import directory_users  # loaded already: ctx.logins.ldap is one of its objects
+
     ldap = ctx.logins.ldap
     try:
         found = await trio.to_thread.run_sync(directory_users, ldap)
         result = await ctx.db.write(sync_directory_users, found, ldap.settings.sync_del_old_users)
-    except (LdapUnavailable, UserError) as e:
+    except (LoginSourceUnavailable, UserError) as e:
         log.warning("LDAP sync failed: %s", e)
         return None
     if result.skipped:

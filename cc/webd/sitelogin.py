@@ -21,11 +21,11 @@ from cc.db import User
 from cc.db._users import login_user
 from cc.jwtauth import AuthError, CrossLoginVerifier, load_hs_key, load_public_key
 from cc.webd.auth import client_ip
-from cc.webd.ldapauth import LdapDirectory
 from cc.webd.sessions import begin_session
 
 if TYPE_CHECKING:
-    from cc.webd.oidc import OidcClient
+    from cc.webd.ldapauth import LdapDirectory
+    from cc.webd.oidcclient import OidcClient
 
 log = logging.getLogger("web.login")
 
@@ -43,13 +43,15 @@ def build_site_logins(cfg) -> SiteLogins:
     s = cfg.auth
     logins = SiteLogins(settings=s)
     if s.ldap is not None:
+        from cc.webd.ldapauth import LdapDirectory  # ldap3 only where LDAP is configured
+
         password = cfg.secret("LDAP_ADMIN_PASSWORD")
         if not password:
             log.warning("LDAP_ADMIN_PASSWORD is not set: LDAP logins of known users work, but the LDAP sync "
                         "and auth.ldap.sync-user-on-login cannot search the directory")
         logins.ldap = LdapDirectory(s.ldap, password)
     if s.oidc is not None:
-        from cc.webd.oidc import OidcClient  # its routes import this module
+        from cc.webd.oidcclient import OidcClient  # authlib only where OIDC is configured
 
         cid, secret = cfg.secret("OID_CLIENT_ID"), cfg.secret("OID_CLIENT_SECRET")
         if not cid or not secret:
