@@ -30,6 +30,7 @@ from cc.webd import graphql as graphql_api
 from cc.webd.auth import LoginLimiter
 from cc.webd.context import WebContext
 from cc.webd.errors import APIError, error_response, json_response
+from cc.webd.sitelogin import build_site_logins
 
 log = logging.getLogger("web")
 
@@ -129,7 +130,7 @@ def build_context(cfg, instance: str, slot: int, ingest_url: str) -> WebContext:
     return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=MetricCatalog(clusters, cfg.metrics),
                       verifier=verifier, allow=IPAllowList(cfg.api_allowed_ips), ingest_url=ingest_url,
                       slot=slot, query_limiter=trio.CapacityLimiter(4), db=Database(cfg.db_path),
-                      archive=open_archive(cfg), login_limiter=LoginLimiter())
+                      archive=open_archive(cfg), login_limiter=LoginLimiter(), logins=build_site_logins(cfg))
 
 
 async def index_footprints(ctx: WebContext) -> None:

@@ -29,6 +29,7 @@ class WebContext:
     db: Database
     archive: Any
     login_limiter: Any
+    logins: Any = None  # cc.webd.sitelogin.SiteLogins: LDAP, OpenID Connect, JWT cross-login
 
     @property
     def store_socket(self):
