@@ -8,9 +8,9 @@ DEMO_ARGS ?=
 
 # Debian packages the tests use (real servers started by the tests themselves).
 # Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
-SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client chromium chromium-driver
+SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client chromium chromium-driver slapd ldap-utils
 
-.PHONY: demo test install lint bench clean system-deps frontend
+.PHONY: demo test install lint bench clean system-deps frontend test-oidc
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ frontend/node_modules/.installed: frontend/package-lock.json
 
 frontend: frontend/node_modules/.installed
 
+# The OpenID Connect provider the OIDC login tests start (npm oidc-provider, pinned by its lock file).
+tests/oidc/node_modules/.installed: tests/oidc/package-lock.json
+	cd tests/oidc && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+test-oidc: tests/oidc/node_modules/.installed
+
 lint: install
 	$(VENV)/bin/ruff check .
 
@@ -39,7 +46,7 @@ system-deps:
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: install system-deps frontend
+test: install system-deps frontend test-oidc
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from cc.authconfig import AuthConfigError, AuthSettings, parse_auth
 from cc.configkeys import audit
 
 DEFAULT_WEB_ADDR = "127.0.0.1:8080"
@@ -163,6 +164,7 @@ class Config:
     metrics: dict[str, MetricSpec]
     cluster_settings: dict[str, dict[str, Any]]
     adapter_config: Path | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)  # site logins: LDAP, OpenID Connect, JWT
     warnings: list[str] = field(default_factory=list)  # keys that do nothing here (cc.configkeys)
     trusted_proxies: list[str] = field(default_factory=list)  # main.trusted-proxies (ours)
     tls_cert: Path | None = None   # main.https-cert-file
@@ -370,7 +372,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     main = _section(raw, "main")
     archive = _section(raw, "archive")
     auth = _section(raw, "auth")
+    jwts_where = "auth.jwts" if auth.get("jwts") else "main.jwts"
     jwts = auth.get("jwts") or main.get("jwts") or {}
+    try:
+        auth_settings = parse_auth(auth, jwts, jwts_where, base, parse_duration)
+    except AuthConfigError as e:
+        raise ConfigError(str(e)) from None
     kind = archive.get("kind", "file")
     if kind != "file":
         raise ConfigError(f"archive.kind: only 'file' is supported, got {kind!r}")
@@ -420,6 +427,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         metrics=metrics,
         cluster_settings=cluster_settings,
         adapter_config=adapter_config,
+        auth=auth_settings,
         warnings=keys.warnings,
         **security,
     )

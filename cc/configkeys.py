@@ -56,13 +56,29 @@ main.jwts.max-age                       ok
 auth                                    ok
 auth.jwts                               ok
 auth.jwts.max-age                       ok
-auth.jwts.cookie-name                   warn   JWT cookie login is not implemented yet
-auth.jwts.validate-user                 warn   JWT cross-login is not implemented yet
-auth.jwts.trusted-issuer                warn   JWT cross-login is not implemented yet
-auth.jwts.sync-user-on-login            warn   JWT cross-login is not implemented yet
-auth.jwts.update-user-on-login          warn   JWT cross-login is not implemented yet
-auth.ldap                               warn   LDAP login is not implemented yet: only local users can log in
-auth.oidc                               warn   OpenID Connect login is not implemented yet: only local users can log in
+auth.jwts.cookie-name                   ok
+auth.jwts.validate-user                 ok
+auth.jwts.trusted-issuer                ok
+auth.jwts.sync-user-on-login            ok
+auth.jwts.update-user-on-login          ok
+auth.ldap                               ok
+auth.ldap.url                           ok
+auth.ldap.user-base                     ok
+auth.ldap.search-dn                     ok
+auth.ldap.user-bind                     ok
+auth.ldap.user-filter                   ok
+auth.ldap.username-attr                 ok
+auth.ldap.uid-attr                      ok
+auth.ldap.sync-interval                 ok
+auth.ldap.sync-del-old-users            ok
+auth.ldap.sync-user-on-login            ok
+auth.ldap.update-user-on-login          ok
+auth.ldap.ca-file                       ok
+auth.ldap.start-tls                     ok
+auth.oidc                               ok
+auth.oidc.provider                      ok
+auth.oidc.sync-user-on-login            ok
+auth.oidc.update-user-on-login          ok
 auth.session-max-age                    ok
 archive                                 ok
 archive.kind                            ok

@@ -107,3 +107,63 @@ def token_from_headers(headers) -> str | None:
             return value.strip()
     tok = headers.get("x-auth-token") or headers.get("X-Auth-Token")
     return tok.strip() if tok else None
+
+
+def load_hs_key(b64: str) -> bytes:
+    """``CROSS_LOGIN_JWT_HS512_KEY``: base64 of the shared HMAC secret (as cc-backend reads it)."""
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except ValueError:
+        raise AuthError("CROSS_LOGIN_JWT_HS512_KEY is not valid base64") from None
+    if not raw:
+        raise AuthError("CROSS_LOGIN_JWT_HS512_KEY is empty")
+    return raw
+
+
+class CrossLoginVerifier:
+    """Login tokens made by another service (``/jwt-login``, the ``auth.jwts.cookie-name`` cookie).
+
+    Accepted, as cc-backend does: HS256/HS512 signed with ``CROSS_LOGIN_JWT_HS512_KEY``;
+    EdDSA whose ``iss`` is ``auth.jwts.trusted-issuer``, signed with
+    ``CROSS_LOGIN_JWT_PUBLIC_KEY``; EdDSA without ``iss``, signed with our own key.  Any
+    other issuer is refused, and so is a token without ``exp`` (a login token ends up in
+    browser histories and proxy logs: it must not be valid forever) or ``sub``.
+    """
+
+    def __init__(self, *, own_key: Ed25519PublicKey | None, cross_key: Ed25519PublicKey | None = None,
+                 hs_key: bytes | None = None, trusted_issuer: str | None = None):
+        self.own_key, self.cross_key, self.hs_key = own_key, cross_key, hs_key
+        self.trusted_issuer = trusted_issuer
+
+    def verify(self, token: str) -> dict:
+        """The verified claims; :class:`AuthError` naming what is wrong otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as e:
+            raise AuthError(f"malformed token: {e}") from None
+        alg, issuer = header.get("alg"), unverified.get("iss") or None
+        if issuer is not None and issuer != self.trusted_issuer:
+            raise AuthError(f"untrusted token issuer {issuer!r}")
+        if alg in ("HS256", "HS512"):
+            if not self.hs_key:
+                raise AuthError(f"{alg} login tokens need CROSS_LOGIN_JWT_HS512_KEY, which is not set")
+            key = self.hs_key
+        elif alg == "EdDSA":
+            key = self.cross_key if issuer else self.own_key
+            if key is None:
+                raise AuthError("EdDSA tokens of the trusted issuer need CROSS_LOGIN_JWT_PUBLIC_KEY, which is not set"
+                                if issuer else "no JWT_PUBLIC_KEY to verify our own tokens")
+        else:
+            raise AuthError(f"token algorithm {alg!r} not accepted for login (HS256, HS512 or EdDSA)")
+        try:
+            claims = jwt.decode(token, key, algorithms=[alg], options={"require": ["exp", "sub"]})
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.MissingRequiredClaimError as e:
+            raise AuthError(f"token has no {e.claim!r} claim") from None
+        except jwt.PyJWTError as e:
+            raise AuthError(f"invalid token: {e}") from None
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise AuthError("token has no user name ('sub' claim)")
+        return claims

@@ -31,6 +31,8 @@ commands:
   add-user N:R:PW       add a local user (roles comma-separated: user,manager,support,admin,api)
   del-user NAME         delete a user (their web sessions end with it)
   end-sessions NAME     log a user out everywhere (their web sessions end at once)
+  sync-ldap             add the users of the LDAP directory (auth.ldap) and, with sync-del-old-users, remove
+                        LDAP users it no longer has (local users are never touched)
   migrate-db            create or upgrade the job database (cc-backend versions 10 and 11 too)
   init-db               rebuild the job and tag tables from the job archive
   import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
@@ -356,6 +358,30 @@ def cmd_end_sessions(args) -> int:
     return 0
 
 
+def cmd_sync_ldap(args) -> int:
+    from cc.db import UserError, transaction
+    from cc.webd.ldapauth import LdapDirectory, LdapUnavailable, sync_users
+
+    cfg = _load(args)
+    if cfg.auth.ldap is None:
+        print("error: auth.ldap is not configured in config.json", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    directory = LdapDirectory(cfg.auth.ldap, cfg.secret("LDAP_ADMIN_PASSWORD"))
+    conn = _db(cfg)
+    try:
+        result = sync_users(directory, lambda fn, *a: transaction(conn, fn, *a))
+    except (LdapUnavailable, UserError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"LDAP sync: {len(result.added)} added" + (f" ({', '.join(result.added)})" if result.added else "")
+          + f", {len(result.removed)} removed" + (f" ({', '.join(result.removed)})" if result.removed else "")
+          + ("" if cfg.auth.ldap.sync_del_old_users else " (auth.ldap.sync-del-old-users is off)"))
+    return 0
+
+
 def cmd_migrate_db(args) -> int:
     from cc.db import MigrationError, migrate
 
@@ -537,6 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("name")
     sp = add("end-sessions", cmd_end_sessions, "end all web sessions of a user (logged out in every browser)")
     sp.add_argument("name")
+    add("sync-ldap", cmd_sync_ldap, "add the users of the LDAP directory (auth.ldap); with sync-del-old-users also "
+                                    "remove LDAP users that left it (never local users)")
     add("migrate-db", cmd_migrate_db, "create the job database or upgrade it (also a cc-backend job.db of "
                                       "version 10 or 11, after a backup copy)")
     sp = add("init-db", cmd_init_db, "rebuild the job, tag and jobtag tables from the job archive "

@@ -156,6 +156,19 @@ def test_2205_start_and_stop_payloads():
     assert stop_payload(jobs[IDS["cancel_running"]])["jobState"] == "cancelled"
 
 
+def test_job_name_comes_from_slurmctld_not_from_the_placeholder_of_slurmdbd():
+    # slurmdbd shows 'allocation' until it has the job's name, sometimes even for a finished job
+    doc = load(V22 / "sacct.json")
+    (rec,) = [j for j in doc["jobs"] if j["job_id"] == IDS["simple"]]
+    rec["name"] = "allocation"
+    jobs = {j.job_id: j for j in parse_sacct(doc)}
+    assert jobs[IDS["simple"]].name == "allocation"
+    for sq in parse_squeue(load(V22 / "squeue.json")):
+        if sq.job_id in jobs:
+            jobs[sq.job_id].merge_controller(sq)
+    assert start_payload(jobs[IDS["simple"]], cfg(), {})["metaData"]["jobName"] == "simple"
+
+
 def test_2205_finished_squeue_jobs_keep_allocation_but_lose_gres():
     sq = {j.job_id: j for j in parse_squeue(load(V22 / "squeue.json"))}
     j = sq[IDS["multinode_gpu"]]

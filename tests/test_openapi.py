@@ -11,6 +11,7 @@ from quart_trio import QuartTrio
 from cc.webd import admin_api, jobs_api, login, metricstore_api, session_api
 
 SPEC = Path(__file__).resolve().parents[1] / "schemas" / "openapi.yaml"
+SESSION_PATHS = ("/login", "/logout", "/jwt-login", "/oidc-login", "/oidc-callback")
 
 
 def served() -> set[tuple[str, str]]:
@@ -21,9 +22,9 @@ def served() -> set[tuple[str, str]]:
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: "{id}" if m.group(1) in ("raw_id", "username")
                       else "{" + m.group(1).removeprefix("raw_") + "}", rule.rule)
-        if not (path.startswith("/api/") or path in ("/login", "/logout")):
+        if not (path.startswith("/api/") or path in SESSION_PATHS):
             continue
-        path = path if path.endswith("/") or "{" in path or path in ("/login", "/logout") else path + "/"
+        path = path if path.endswith("/") or "{" in path or path in SESSION_PATHS else path + "/"
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             out.add((path, method.lower()))
     return out
@@ -33,7 +34,7 @@ def documented() -> set[tuple[str, str]]:
     spec = yaml.safe_load(SPEC.read_text())
     out = set()
     for path, ops in spec["paths"].items():
-        norm = path if path.endswith("/") or "{" in path or path in ("/login", "/logout") else path + "/"
+        norm = path if path.endswith("/") or "{" in path or path in SESSION_PATHS else path + "/"
         out.update((norm, m) for m in ops if m in ("get", "post", "put", "patch", "delete"))
     return out
 

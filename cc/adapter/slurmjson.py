@@ -237,7 +237,14 @@ class SlurmJob:
     from_sacct: bool = False
 
     def merge_controller(self, sq: SlurmJob) -> None:
-        """Take the allocation details only slurmctld has (squeue) into an accounting record."""
+        """Take what slurmctld knows better (squeue) into an accounting record: the allocation, and the name.
+
+        slurmdbd records a job before it has its name and shows the placeholder
+        ``allocation`` meanwhile -- for a short job sometimes even once it has finished
+        (seen with Slurm 22.05) -- while slurmctld always has the real name.
+        """
+        if sq.name:
+            self.name = sq.name
         self.alloc = sq.alloc
         self.threads_per_core = sq.threads_per_core
         self.shared = sq.shared

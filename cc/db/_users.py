@@ -1,4 +1,9 @@
-"""Users (``hpc_user``), their roles and projects, and per-user UI settings (``configuration``)."""
+"""Users (``hpc_user``), their roles and projects, and per-user UI settings (``configuration``).
+
+``hpc_user.ldap`` is cc-backend's auth source (0 local password, 1 LDAP, 2 token, 3 OpenID
+Connect): the LDAP sync only ever adds or removes users whose source is LDAP, so local
+users are never touched by it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import orjson
 from cc.db._filters import Viewer
 from cc.db._model import ROLES
 
-AUTH_LOCAL, AUTH_LDAP, AUTH_TOKEN = 0, 1, 2
+AUTH_LOCAL, AUTH_LDAP, AUTH_TOKEN, AUTH_OIDC = 0, 1, 2, 3
 
 
 class UserError(ValueError):
@@ -70,6 +75,12 @@ def list_users(conn: sqlite3.Connection, special_only: bool = False) -> list[Use
     return users
 
 
+def check_username(username: str) -> str:
+    if not username or any(c in username for c in "/\\\n\t ") or len(username) > 255:
+        raise UserError(f"invalid username {username!r}")
+    return username
+
+
 def validate_roles(roles: list[str]) -> list[str]:
     bad = [r for r in roles if r not in ROLES]
     if bad:
@@ -80,8 +91,7 @@ def validate_roles(roles: list[str]) -> list[str]:
 def add_user(conn: sqlite3.Connection, username: str, roles: list[str], password: str | None = None,
              name: str | None = None, email: str | None = None, projects: list[str] | None = None,
              auth_source: int = AUTH_LOCAL) -> User:
-    if not username or any(c in username for c in "/\\\n\t ") or len(username) > 255:
-        raise UserError(f"invalid username {username!r}")
+    check_username(username)
     validate_roles(roles)
     if get_user(conn, username):
         raise UserError(f"user {username!r} already exists")
@@ -146,6 +156,103 @@ def update_user(conn: sqlite3.Connection, username: str, *, add_role: str | None
     if add_role or remove_role:
         end_sessions(conn, username)
     return user
+
+
+# -- users from a site login (LDAP, OpenID Connect, JWT cross-login) --------------------------------
+
+
+def login_user(conn: sqlite3.Connection, claimed: User, *, sync: bool, update: bool) -> User | None:
+    """The database user for someone an external source vouched for (cc-backend's handleUserSync).
+
+    ``sync``: a user unknown here is added with the claimed name, roles and projects;
+    ``update``: a known user's name, roles and projects are set to the claimed ones
+    (roles ``None`` = the source has no say on roles, as for LDAP).  Returns the user as
+    now stored, None when unknown and not synced.
+    """
+    user = get_user(conn, claimed.username)
+    if user is None:
+        if not sync:
+            return None
+        roles = [r for r in (claimed.roles or ["user"]) if r in ROLES]
+        return add_user(conn, claimed.username, roles, name=claimed.name, email=claimed.email,
+                        projects=claimed.projects if "manager" in roles else [], auth_source=claimed.auth_source)
+    if update:
+        update_from_source(conn, user, name=claimed.name, email=claimed.email,
+                           roles=claimed.roles if claimed.roles else None, projects=claimed.projects)
+        user = get_user(conn, claimed.username)
+    return user
+
+
+def update_from_source(conn: sqlite3.Connection, user: User, *, name: str | None = None,
+                       email: str | None = None, roles: list[str] | None = None,
+                       projects: list[str] | None = None) -> None:
+    """Bring a user in line with what the login source says; ``None`` leaves a field as it is.
+
+    Only managers keep projects (a user losing the manager role loses them, as in cc-backend).
+    """
+    sets: dict[str, Any] = {}
+    if name and name != user.name:
+        sets["name"] = name
+    if email and email != user.email:
+        sets["email"] = email
+    if roles is not None:
+        roles = [r for r in roles if r in ROLES]
+        if sorted(roles) != sorted(user.roles):
+            sets["roles"] = orjson.dumps(roles).decode()
+        new_projects = (projects or []) if "manager" in roles else []
+        if new_projects != user.projects:
+            sets["projects"] = orjson.dumps(new_projects).decode()
+    if sets:
+        cols = ", ".join(f"{k} = ?" for k in sets)  # keys are the literals above, never input
+        conn.execute(f"UPDATE hpc_user SET {cols} WHERE username = ?", (*sets.values(), user.username))
+    if "roles" in sets:  # as for an admin's role change: no session outlives the rights it was opened with
+        end_sessions(conn, user.username)
+
+
+def ldap_usernames(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT username FROM hpc_user WHERE ldap = ? ORDER BY username",
+                                       (AUTH_LDAP,))]
+
+
+@dataclass
+class DirectorySync:
+    """What :func:`sync_directory_users` changed."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # names this database cannot hold
+
+
+def sync_directory_users(conn: sqlite3.Connection, found: dict[str, str | None], delete_old: bool) -> DirectorySync:
+    """Make the LDAP users of the database those of the directory (``found``: uid -> full name).
+
+    New directory users are added with role ``user`` (a local user of the same name is left
+    alone); with ``delete_old``, LDAP users the directory no longer has are removed.  An
+    empty directory answer never deletes anybody: that is a wrong ``user-base`` or
+    ``user-filter`` far more often than a site without users.
+    """
+    result = DirectorySync()
+    known = set(ldap_usernames(conn))
+    if delete_old and not found and known:
+        raise UserError(f"the LDAP search found no users; not removing the {len(known)} LDAP users of the "
+                        "database (check auth.ldap.user-base and user-filter)")
+    for username, name in sorted(found.items()):
+        if username in known:
+            continue
+        try:
+            check_username(username)
+        except UserError:
+            result.skipped.append(username)
+            continue
+        cur = conn.execute("INSERT OR IGNORE INTO hpc_user (username, name, roles, projects, ldap) "
+                           "VALUES (?, ?, ?, ?, ?)", (username, name, '["user"]', "[]", AUTH_LDAP))
+        if cur.rowcount:
+            result.added.append(username)
+    if delete_old:
+        for username in sorted(known - set(found)):
+            conn.execute("DELETE FROM hpc_user WHERE username = ? AND ldap = ?", (username, AUTH_LDAP))
+            result.removed.append(username)
+    return result
 
 
 def get_config(conn: sqlite3.Connection, username: str) -> dict[str, Any]:

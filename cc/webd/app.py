@@ -43,6 +43,7 @@ from cc.webd.auth import LoginLimiter, request_is_secure
 from cc.webd.context import WebContext
 from cc.webd.errors import APIError, error_response, json_response
 from cc.webd.redirect import redirect_app
+from cc.webd.sitelogin import build_site_logins
 
 log = logging.getLogger("web")
 
@@ -141,7 +142,7 @@ def build_context(cfg, instance: str, slot: int, ingest_url: str, tls_cert_pem: 
     return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=MetricCatalog(clusters, cfg.metrics),
                       verifier=verifier, allow=IPAllowList(cfg.api_allowed_ips), ingest_url=ingest_url,
                       slot=slot, query_limiter=trio.CapacityLimiter(4), db=Database(cfg.db_path),
-                      archive=open_archive(cfg), login_limiter=LoginLimiter(),
+                      archive=open_archive(cfg), login_limiter=LoginLimiter(), logins=build_site_logins(cfg),
                       proxies=ProxyTrust(cfg.trusted_proxies), tls_cert_pem=tls_cert_pem)
 
 

@@ -155,6 +155,11 @@ async def authenticate_jwt() -> tuple[Claims | None, Viewer | None]:
     claims = _verified_claims()
     if claims is None:
         return None, Viewer("anonymous", ("admin", "api"))
+    if _ctx().cfg.auth.jwts.validate_user:  # cc-backend: only users of the database, with its roles
+        user = await _ctx().db.read(get_user, claims.user)
+        if user is None:
+            raise APIError(401, f"token of unknown user {claims.user!r} (auth.jwts.validate-user)")
+        return claims, user.viewer()
     return claims, await viewer_for(claims.user, claims.roles or None)
 
 

@@ -29,6 +29,7 @@ class WebContext:
     db: Database
     archive: Any
     login_limiter: Any
+    logins: Any = None  # cc.webd.sitelogin.SiteLogins: LDAP, OpenID Connect, JWT cross-login
     proxies: ProxyTrust = field(default_factory=lambda: ProxyTrust([]))  # main.trusted-proxies
     tls_cert_pem: bytes | None = None  # our certificate (pinned for forwarding to TLS ingest workers)
 
