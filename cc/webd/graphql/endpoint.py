@@ -20,10 +20,10 @@ from graphql.language import DocumentNode
 from graphql.pyutils import is_awaitable
 from quart import Blueprint, Response, abort, current_app, redirect, request, send_file
 
-from cc.db import Viewer
+from cc.db import FilterError, Viewer
 from cc.jwtauth import token_from_headers
 from cc.webd.auth import authenticate_jwt, session_viewer
-from cc.webd.errors import APIError, json_response
+from cc.webd.errors import APIError, json_response, log_internal_error
 from cc.webd.graphql.context import GQLContext
 from cc.webd.graphql.executor import TrioExecutor
 from cc.webd.graphql.schema import SCHEMA
@@ -97,12 +97,27 @@ async def _request_body() -> dict[str, Any] | Response:
     return body
 
 
-def _log_failures(result: ExecutionResult) -> None:
-    for e in result.errors or ():
+def _formatted(result: ExecutionResult) -> dict[str, Any]:
+    """``result.formatted`` with every unexpected resolver failure replaced by a generic error.
+
+    User errors (GraphQLError, a filter naming its field) keep their message; anything
+    else is a bug: its traceback goes to the log under a request id, and the client sees
+    only that id, like the REST API's 500.
+    """
+    out = result.formatted
+    if not result.errors:
+        return out
+    errors = []
+    for e in result.errors:
+        doc = e.formatted
         original = e.original_error
-        if original is not None and not isinstance(original, GraphQLError):
-            log.error("resolver failed at %s: %s", ".".join(map(str, e.path or ())), original,
-                      exc_info=(type(original), original, original.__traceback__))
+        if original is not None and not isinstance(original, (GraphQLError, FilterError)):
+            rid = log_internal_error(original, "resolver of " + ".".join(map(str, e.path or ())))
+            doc = {**doc, "message": f"internal server error (request id {rid}; the server log has the details)",
+                   "extensions": {"requestId": rid}}
+        errors.append(doc)
+    out["errors"] = errors
+    return out
 
 
 @bp.route("/query", methods=["POST"])
@@ -119,8 +134,7 @@ async def query() -> Response:
                      operation_name=body.get("operationName"), executor_class=TrioExecutor)
     if is_awaitable(result):
         result = await result
-    _log_failures(result)
-    return json_response(result.formatted)
+    return json_response(_formatted(result))
 
 
 # -- development pages ------------------------------------------------------------------------
