@@ -362,6 +362,5 @@ def page_clause(page: dict[str, Any] | None) -> tuple[str, list[int]]:
         return "", []
     if per < 1 or num < 1:
         raise FilterError("page: itemsPerPage and page must be >= 1")
-    if per > INT64_MAX or (num - 1) * per > INT64_MAX:
-        raise FilterError(f"page: page {num} of {per} items is beyond any result ({INT64_MAX} rows at most)")
-    return " LIMIT ? OFFSET ?", [per, (num - 1) * per]
+    # SQLite binds 64-bit integers; a page that far out is empty anyway
+    return " LIMIT ? OFFSET ?", [min(per, INT64_MAX), min((num - 1) * per, INT64_MAX)]

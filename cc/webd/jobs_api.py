@@ -16,7 +16,7 @@ import orjson
 import trio
 from quart import Blueprint, Response, current_app, g
 
-from cc.db import INT64_MAX, JOB_STATES, FilterError, Job, TagPermissionError
+from cc.db import JOB_STATES, FilterError, Job, TagPermissionError
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
 from cc.jobcheck import PayloadError, check_start_payload
@@ -140,7 +140,6 @@ async def stop_job() -> Response:
 
 GET_JOBS_PARAMS = {"state", "cluster", "project", "start-time", "page", "items-per-page", "with-metadata"}
 START_TIME_RANGE = re.compile(r"([0-9]{1,11})-([0-9]{1,11})")  # unix seconds: 11 digits reach the year 5138
-MAX_ITEMS_PER_PAGE = 10_000  # a page is built in memory
 METRIC_SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
 
 
@@ -165,8 +164,8 @@ async def get_jobs() -> Response:
             raise APIError(400, "query parameter 'start-time': expected FROM-TO in unix seconds, "
                                 f"got {start_time[:40]!r}")
         filt["startTime"] = {"from": int(m[1]), "to": int(m[2])}
-    per_page = query_int("items-per-page", 25, minimum=1, maximum=MAX_ITEMS_PER_PAGE)
-    page = query_int("page", 1, minimum=1, maximum=INT64_MAX // MAX_ITEMS_PER_PAGE)
+    per_page = query_int("items-per-page", 25, minimum=1)
+    page = query_int("page", 1, minimum=1)
     with_meta = query_bool("with-metadata")
     viewer = g.viewer
 
@@ -195,11 +194,12 @@ def _default_scopes(job: Job) -> list[str]:
 @rest_route()
 async def get_complete_job(raw_id: str) -> Response:
     ctx = _ctx()
-    job = await _visible_job(_db_id(raw_id))
+    db_id, all_metrics = _db_id(raw_id), query_bool("all-metrics")
+    job = await _visible_job(db_id)
     job.tags = await ctx.db.read(tags.job_tags, job.id, g.viewer)
     await attach_statistics(ctx, [job])
     data = None
-    if query_bool("all-metrics"):
+    if all_metrics:
         data = await job_data(ctx, job, None, _default_scopes(job))
     return json_response({"meta": job_json(job), "data": data})
 
@@ -208,10 +208,11 @@ async def get_complete_job(raw_id: str) -> Response:
 @rest_route()
 async def get_job_metrics_by_list(raw_id: str) -> Response:
     ctx = _ctx()
-    job = await _visible_job(_db_id(raw_id))
+    db_id = _db_id(raw_id)
     metrics = await json_body("list", required=False) or []
     if not all(isinstance(m, str) for m in metrics):
         raise APIError(400, "decoding request failed: expected a list of metric names")
+    job = await _visible_job(db_id)
     job.tags = await ctx.db.read(tags.job_tags, job.id, g.viewer)
     await attach_statistics(ctx, [job])
     data = await job_data(ctx, job, metrics or None, _default_scopes(job))
