@@ -6,6 +6,7 @@ same things with the same messages.  Every message names the offending field.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cc.clusters import Cluster
@@ -43,9 +44,18 @@ def _str(doc: dict, key: str, *, required: bool = False) -> None:
         raise PayloadError(f"'{key}' must not be empty")
 
 
+# printable ASCII without space, '/' and '\\', no '..': safe as a path component (schemas/openapi.yaml: Name)
+NAME = re.compile(r"(?!.*\.\.)[!-.0-\[\]-~]{1,255}")
+
+
 def safe_name(value: str) -> bool:
-    return bool(value) and "/" not in value and "\\" not in value and ".." not in value and len(value) <= 255 \
-        and value.isprintable()
+    return NAME.fullmatch(value) is not None
+
+
+def _number(doc: dict, key: str) -> None:
+    v = doc.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf")):
+        raise PayloadError(f"'{key}' must be a number, got {v!r}")
 
 
 def check_resources(resources: Any) -> None:
@@ -118,6 +128,14 @@ def check_start_payload(doc: Any, clusters: dict[str, Cluster]) -> Job:
             if not isinstance(t, dict) or not isinstance(t.get("type"), str) or not isinstance(t.get("name"), str) \
                     or not t["type"] or not t["name"]:
                 raise PayloadError(f"tags[{i}] needs non-empty string 'type' and 'name'")
+            if t.get("scope") is not None and not isinstance(t["scope"], str):
+                raise PayloadError(f"'tags[{i}].scope' must be a string")
+    _number(doc, "energy")
+    for key in ("footprint", "energyFootprint"):
+        v = doc.get(key)
+        if v is not None and (not isinstance(v, dict) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values())):
+            raise PayloadError(f"'{key}' must be an object of numbers")
     if not safe_name(doc["cluster"]):
         raise PayloadError(f"'cluster' {doc['cluster']!r} is not a valid cluster name")
     cluster = clusters.get(doc["cluster"])

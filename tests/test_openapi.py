@@ -8,14 +8,14 @@ from pathlib import Path
 import yaml
 from quart_trio import QuartTrio
 
-from cc.webd import admin_api, jobs_api, login, metricstore_api
+from cc.webd import admin_api, jobs_api, login, metricstore_api, pages
 
 SPEC = Path(__file__).resolve().parents[1] / "schemas" / "openapi.yaml"
 
 
 def served() -> set[tuple[str, str]]:
     app = QuartTrio("openapi-check")
-    for bp in (jobs_api.bp, admin_api.bp, metricstore_api.bp, login.bp):
+    for bp in (jobs_api.bp, admin_api.bp, metricstore_api.bp, login.bp, pages.bp):
         app.register_blueprint(bp)
     out = set()
     for rule in app.url_map.iter_rules():

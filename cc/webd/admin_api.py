@@ -23,7 +23,7 @@ async def delete_user_for(admin: str, username: str | None) -> None:
     if not username:
         raise APIError(400, "'username' is required")
     if username == admin:
-        raise APIError(422, "you cannot delete yourself")
+        raise APIError(403, "you may not delete yourself")
     if not await _ctx().db.write(users.delete_user, username):
         raise APIError(404, f"no user {username!r}")
 
@@ -79,7 +79,7 @@ async def update_user(username: str) -> Response:
     unknown = set(body) - set(UPDATE_FIELDS)
     if unknown:
         raise APIError(400, f"unknown field {sorted(unknown)[0]!r} (one of {', '.join(UPDATE_FIELDS)})")
-    if len(changes) != 1:
+    if len(changes) != 1 or len(body) != 1:
         raise APIError(400, f"send exactly one of {', '.join(UPDATE_FIELDS)}")
     (field, value), = changes.items()
     if not isinstance(value, str):

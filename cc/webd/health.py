@@ -80,7 +80,8 @@ def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeStateUpd
             raise APIError(400, f"nodes[{i}] must be an object {{hostname, states, ...}}")
         only_fields(n, NODE_FIELDS, where)
         host = field_str(n, "hostname", required=True, non_empty=True, max_length=MAX_NAME, where=where)
-        states = n.get("states") or []
+        states = n.get("states")
+        states = [] if states is None else states
         if not isinstance(states, list) or not all(isinstance(s, str) for s in states):
             raise APIError(400, f"'{where}states' must be a list of strings")
         counts = {k: field_int(n, k, minimum=0, maximum=INT64_MAX, where=where) or 0

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import trio
 from quart import Blueprint, Response, current_app, g
+from werkzeug.routing import BaseConverter
 
 from cc.db import JOB_STATES, FilterError, Job, TagPermissionError
 from cc.db import _jobs as jobs
@@ -38,6 +39,16 @@ from cc.webd.params import (
 
 log = logging.getLogger("web.jobs")
 bp = Blueprint("jobs_api", __name__)
+
+
+class JobIdConverter(BaseConverter):
+    """``/api/jobs/<jobid:raw_id>``: any segment but the fixed names beside it, so that ``POST
+    /api/jobs/used_nodes`` is a 405 (with the right ``Allow``), not a job id 'used_nodes'."""
+
+    regex = r"(?!used_nodes$)[^/]+"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("jobid", JobIdConverter))
 
 
 def _ctx():
@@ -99,7 +110,8 @@ async def stop_job() -> Response:
     job_id = field_int(doc, "jobId", required=True, minimum=0)
     stop_time = field_int(doc, "stopTime", required=True, minimum=0)
     start_time = field_int(doc, "startTime", minimum=0)
-    state = field_str(doc, "jobState") or "completed"
+    state = field_str(doc, "jobState")
+    state = "completed" if state is None else state
     if state not in JOB_STATES or state == "running":
         raise APIError(400, f"'jobState': invalid requested job state: {state!r}")
     cluster = field_str(doc, "cluster")
@@ -140,6 +152,7 @@ async def stop_job() -> Response:
 
 GET_JOBS_PARAMS = {"state", "cluster", "project", "start-time", "page", "items-per-page", "with-metadata"}
 START_TIME_RANGE = re.compile(r"([0-9]{1,11})-([0-9]{1,11})")  # unix seconds: 11 digits reach the year 5138
+MAX_META_VALUE = 1 << 20  # job scripts live in metaData; a MiB is plenty
 METRIC_SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
 
 
@@ -186,11 +199,18 @@ async def get_jobs() -> Response:
     return Response(body, mimetype="application/json")
 
 
+async def _job_data_or_422(ctx, job: Job, metrics: list[str] | None, scopes: list[str]) -> dict:
+    try:
+        return await job_data(ctx, job, metrics, scopes)
+    except (ValueError, LookupError) as e:  # cluster no longer configured, too many points ...
+        raise APIError(422, f"loading the metric data of job {job.id} failed: {e}") from None
+
+
 def _default_scopes(job: Job) -> list[str]:
     return ["core"] if job.num_nodes == 1 else ["node"]
 
 
-@bp.route("/api/jobs/<raw_id>", methods=["GET"])
+@bp.route("/api/jobs/<jobid:raw_id>", methods=["GET"])
 @rest_route()
 async def get_complete_job(raw_id: str) -> Response:
     ctx = _ctx()
@@ -200,11 +220,11 @@ async def get_complete_job(raw_id: str) -> Response:
     await attach_statistics(ctx, [job])
     data = None
     if all_metrics:
-        data = await job_data(ctx, job, None, _default_scopes(job))
+        data = await _job_data_or_422(ctx, job, None, _default_scopes(job))
     return json_response({"meta": job_json(job), "data": data})
 
 
-@bp.route("/api/jobs/<raw_id>", methods=["POST"])
+@bp.route("/api/jobs/<jobid:raw_id>", methods=["POST"])
 @rest_route()
 async def get_job_metrics_by_list(raw_id: str) -> Response:
     ctx = _ctx()
@@ -215,7 +235,7 @@ async def get_job_metrics_by_list(raw_id: str) -> Response:
     job = await _visible_job(db_id)
     job.tags = await ctx.db.read(tags.job_tags, job.id, g.viewer)
     await attach_statistics(ctx, [job])
-    data = await job_data(ctx, job, metrics or None, _default_scopes(job))
+    data = await _job_data_or_422(ctx, job, metrics or None, _default_scopes(job))
     out = [{"name": name, "scope": scope, "metric": jm} for name, scopes in data.items() for scope, jm in scopes.items()]
     return json_response({"meta": job_json(job), "data": out})
 
@@ -252,9 +272,10 @@ def _tag_list(doc: list) -> list[tuple[str, str, str]]:
         if not isinstance(t, dict) or not isinstance(t.get("type"), str) or not isinstance(t.get("name"), str) \
                 or not t["type"] or not t["name"]:
             raise APIError(400, f"tag [{i}] needs non-empty string 'type' and 'name'")
-        scope = t.get("scope") or "global"
-        if not isinstance(scope, str):
-            raise APIError(400, f"tag [{i}].scope must be a string")
+        scope = t.get("scope")
+        if scope is not None and not isinstance(scope, str):
+            raise APIError(400, f"'[{i}].scope' must be a string, got {scope!r}")
+        scope = scope or "global"
         out.append((t["type"], t["name"], scope))
     return out
 
@@ -313,11 +334,17 @@ async def remove_tag_job(raw_id: str) -> Response:
     return await _change_tags(raw_id, add=False)
 
 
-async def _edit_meta(db_id: int, payload: Any) -> Response:
+def _meta_payload(payload: Any, where: str = "") -> dict[str, str]:
+    if not isinstance(payload, dict):
+        raise APIError(400, f"expected {where or 'the body'} to be {{\"key\": \"...\", \"value\": \"...\"}}")
+    prefix = f"{where}." if where else ""
+    field_str(payload, "key", required=True, non_empty=True, where=prefix)
+    field_str(payload, "value", required=True, max_length=MAX_META_VALUE, where=prefix)
+    return payload
+
+
+async def _edit_meta(db_id: int, payload: dict[str, str]) -> Response:
     ctx = _ctx()
-    if not isinstance(payload, dict) or not isinstance(payload.get("key"), str) or not payload["key"] \
-            or not isinstance(payload.get("value"), str):
-        raise APIError(400, "expected {\"key\": \"...\", \"value\": \"...\"} with string values")
     viewer = g.viewer
 
     def edit(conn):
@@ -337,15 +364,17 @@ async def _edit_meta(db_id: int, payload: Any) -> Response:
 @bp.route("/api/jobs/edit_meta/<raw_id>", methods=["PATCH", "POST"])
 @rest_route("api")
 async def edit_meta(raw_id: str) -> Response:
-    return await _edit_meta(_db_id(raw_id), await json_body())
+    db_id = _db_id(raw_id)
+    return await _edit_meta(db_id, _meta_payload(await json_body()))
 
 
 @bp.route("/api/jobs/edit_meta/", methods=["PATCH", "POST"])
 @rest_route("api")
 async def edit_meta_by_request() -> Response:
     doc = await json_body()
+    payload = _meta_payload(doc.get("payload"), "payload")
     found = await _find_by_request(doc)
-    return await _edit_meta(found.id, doc.get("payload"))
+    return await _edit_meta(found.id, payload)
 
 
 async def _find_by_request(doc: dict) -> Job:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-import orjson
 import trio
 from quart import Blueprint, Response, current_app, redirect, request
 
 from cc.db._users import check_password, get_user
 from cc.webd.auth import client_ip
 from cc.webd.errors import error_response, json_response
+from cc.webd.params import json_body
 from cc.webd.sessions import begin_session, end_session
 
 log = logging.getLogger("web.login")
@@ -33,7 +33,7 @@ def _safe_target(target: str | None) -> str:
 async def login() -> Response:
     ctx = current_app.config["CC"]
     if request.is_json:
-        body = orjson.loads(await request.get_data() or b"{}")
+        body = await json_body(required=False) or {}
         username, password, target = body.get("username", ""), body.get("password", ""), body.get("redirect")
     else:
         form = await request.form

@@ -60,9 +60,9 @@ async def free() -> Response:
         raise APIError(400, "'to' is a required query parameter (unix seconds)")
     to = query_int("to", required=True)
     selectors = await json_body("any")
-    if not isinstance(selectors, list) or not all(isinstance(s, list) and all(isinstance(x, str) for x in s)
+    if not isinstance(selectors, list) or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s)
                                                   for s in selectors):
-        raise APIError(400, "body must be a list of selectors (lists of strings), e.g. [[\"cluster\", \"host\"]]")
+        raise APIError(400, "body must be a list of selectors (non-empty lists of strings), e.g. [[\"cluster\", \"host\"]]")
     reply = await _store_request({"cmd": "free", "to": to, "selectors": selectors})
     if not reply.get("ok"):
         raise APIError(400, reply.get("error", "free failed"))
@@ -151,8 +151,10 @@ async def healthcheck() -> Response:
     lists = {}
     for key, param in (("nodes", "node"), ("metric-names", "metric")):
         value = body.get(key)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
-            raise APIError(400, f"'{key}' must be a list of strings (or, for node states, of node objects)")
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= MAX_NAME
+                                                                          for v in value)):
+            raise APIError(400, f"'{key}' must be a list of strings of at most {MAX_NAME} characters "
+                                "(or, for node states, of node objects)")
         lists[key] = value or query_list(param, max_length=MAX_NAME)
     nodes = lists["nodes"] or ctx.store.hosts(cluster)
     metrics = lists["metric-names"] or sorted(ctx.catalog.metrics_of(cluster))

@@ -109,6 +109,8 @@ async def json_body(kind: str = "object", *, required: bool = True) -> Any:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise APIError(400, f"parsing request body failed: {e}") from None
+    if doc is None and not required:
+        return None
     if kind == "object" and not isinstance(doc, dict):
         raise APIError(400, "parsing request body failed: expected a JSON object")
     if kind == "list" and not isinstance(doc, list):

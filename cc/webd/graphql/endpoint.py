@@ -27,6 +27,7 @@ from cc.webd.errors import APIError, json_response, log_internal_error
 from cc.webd.graphql.context import GQLContext
 from cc.webd.graphql.executor import TrioExecutor
 from cc.webd.graphql.schema import SCHEMA
+from cc.webd.openapi import installation_yaml
 
 log = logging.getLogger("web.graphql")
 bp = Blueprint("graphql", __name__)
@@ -185,9 +186,13 @@ async def swagger() -> Response:
 
 @bp.route("/swagger/openapi.yaml", methods=["GET"])
 async def swagger_spec() -> Response:
+    """schemas/openapi.yaml with this installation's cluster names (cc.webd.openapi)."""
     if not dev_mode() or not OPENAPI.is_file():
         abort(404)
-    return await send_file(OPENAPI, mimetype="application/yaml")
+    spec = current_app.config.get("OPENAPI_YAML")
+    if spec is None:  # the clusters are read once at start: so is this
+        spec = current_app.config["OPENAPI_YAML"] = installation_yaml(current_app.config["CC"].clusters)
+    return Response(spec, mimetype="application/yaml")
 
 
 @bp.route("/swagger/assets/<name>", methods=["GET"])
