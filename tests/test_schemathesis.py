@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 import time
@@ -192,6 +193,37 @@ def inst(tmp_path_factory):
     with running(tmp_path_factory.mktemp("schemathesis"), ingest_workers=1, extra_config={"main": {"dev": True}}) as i:
         seed(i)
         yield i
+
+
+GRAPHQL_USER_ERROR = re.compile(r"(argument|arguments|Time|NullableFloat|MetricScope|JobState|SchedulerState|"
+                                r"MonitoringState|Variable|Int|Float|String|Boolean|ID)\b")
+
+
+def test_graphql_arguments_never_fail_inside(inst, tmp_path):
+    """schemathesis' GraphQL generator on ``POST /query``: every error is a user error naming what is wrong.
+
+    The SDL (cc-backend's) cannot state ranges, so resolver errors are expected; what must not
+    appear is an internal error (a request id instead of a message) or a 5xx.
+    """
+    report = tmp_path / "graphql.json"
+    proc = subprocess.run([str(Path(sys.executable).with_name("st")), "run", inst.web + "/query", "--no-color",
+                           "-H", f"Authorization: Bearer {inst.token()}", "--checks", "not_a_server_error",
+                           "--max-examples", str(EXAMPLES), "--generation-deterministic", "--phases", "fuzzing",
+                           "--report", "json", "--report-json-path", str(report), "--max-redirects", "0"],
+                          capture_output=True, text=True, timeout=1800 + 20 * EXAMPLES, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    (tmp_path / "graphql.out").write_text(out)
+    rep = orjson.loads(report.read_bytes())
+    assert rep["complete"] and rep["test_cases"]["generated"] > 100, out[-3000:]
+    assert not rep["errors"], out[-5000:]
+    codes = {f["code"] for f in rep["failures"]}
+    assert codes <= {"ST113", "ST206"}, (codes, out[-5000:])  # GraphQL errors in a 200, nothing else
+    messages = re.findall(r'"message":"((?:[^"\\]|\\.)*)"', out)
+    assert not [m for m in messages if "internal server error" in m], out[-5000:]
+    odd = [m for m in messages if not GRAPHQL_USER_ERROR.match(m)]
+    assert not odd, odd[:20]
+    log = (inst.cfg.log_dir / "web.log").read_text(errors="replace")
+    assert "internal error [request id" not in log, log[log.find("internal error [request id"):][:3000]
 
 
 @pytest.mark.parametrize("selection", [["--exclude-name-regex", DESTRUCTIVE],
