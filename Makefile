@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 # Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
 SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client chromium chromium-driver slapd ldap-utils
 
-.PHONY: demo test install lint bench clean system-deps frontend test-oidc
+.PHONY: demo test install lint bench clean system-deps frontend test-oidc fuzz-api
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,17 @@ system-deps:
 test: install system-deps frontend test-oidc
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+
+# schemathesis against a real installation with many more examples than `make test` runs
+# (tests/test_schemathesis.py; FUZZ_API_EXAMPLES per operation, FUZZ_API_STEPS per stateful scenario,
+# random generation from FUZZ_API_SEED).
+FUZZ_API_EXAMPLES ?= 300
+FUZZ_API_STEPS ?= 20
+FUZZ_API_SEED ?= $(shell date +%s)
+fuzz-api: install
+	@echo "schemathesis seed $(FUZZ_API_SEED) (make fuzz-api FUZZ_API_SEED=$(FUZZ_API_SEED) repeats this run)"
+	CC_FUZZ_API_EXAMPLES=$(FUZZ_API_EXAMPLES) CC_FUZZ_API_STEPS=$(FUZZ_API_STEPS) CC_FUZZ_API_SEED=$(FUZZ_API_SEED) \
+		$(VENV)/bin/pytest -q tests/test_schemathesis.py
 
 demo: install frontend
 	$(PY) -m supervisor.demo --dir $(DEMO_DIR) $(DEMO_ARGS)

@@ -6,17 +6,20 @@ same things with the same messages.  Every message names the offending field.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cc.clusters import Cluster
-from cc.db import JOB_STATES, SHARED, Job, job_from_json
+from cc.db import INT64_MAX, JOB_STATES, SHARED, Job, job_from_json
+from cc.db._filters import MAX_TIME
 
 
 class PayloadError(ValueError):
     pass
 
 
-def _int(doc: dict, key: str, *, required: bool = False, minimum: int | None = None) -> None:
+def _int(doc: dict, key: str, *, required: bool = False, minimum: int | None = None,
+         maximum: int = INT64_MAX) -> None:
     if key not in doc or doc[key] is None:
         if required:
             raise PayloadError(f"'{key}' is required")
@@ -26,6 +29,8 @@ def _int(doc: dict, key: str, *, required: bool = False, minimum: int | None = N
         raise PayloadError(f"'{key}' must be an integer, got {v!r}")
     if minimum is not None and v < minimum:
         raise PayloadError(f"'{key}' must be >= {minimum}, got {v}")
+    if v > maximum:  # SQLite integers are 64 bits; times must be writable as RFC 3339
+        raise PayloadError(f"'{key}' must be <= {maximum}, got {v}")
 
 
 def _str(doc: dict, key: str, *, required: bool = False) -> None:
@@ -39,9 +44,18 @@ def _str(doc: dict, key: str, *, required: bool = False) -> None:
         raise PayloadError(f"'{key}' must not be empty")
 
 
+# printable ASCII without space, '/' and '\\', no '..': safe as a path component (schemas/openapi.yaml: Name)
+NAME = re.compile(r"(?!.*\.\.)[!-.0-\[\]-~]{1,255}")
+
+
 def safe_name(value: str) -> bool:
-    return bool(value) and "/" not in value and "\\" not in value and ".." not in value and len(value) <= 255 \
-        and value.isprintable()
+    return NAME.fullmatch(value) is not None
+
+
+def _number(doc: dict, key: str) -> None:
+    v = doc.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf")):
+        raise PayloadError(f"'{key}' must be a number, got {v!r}")
 
 
 def check_resources(resources: Any) -> None:
@@ -60,7 +74,7 @@ def check_resources(resources: Any) -> None:
         seen.add(host)
         hw = r.get("hwthreads")
         if hw is not None and (not isinstance(hw, list) or not all(isinstance(x, int) and not isinstance(x, bool)
-                                                                   and x >= 0 for x in hw)):
+                                                                   and 0 <= x <= INT64_MAX for x in hw)):
             raise PayloadError(f"{where}.hwthreads must be a list of non-negative integers")
         acc = r.get("accelerators")
         if acc is not None and (not isinstance(acc, list) or not all(isinstance(x, str) for x in acc)):
@@ -80,13 +94,13 @@ def check_start_payload(doc: Any, clusters: dict[str, Cluster]) -> Job:
     _int(doc, "jobId", required=True, minimum=0)
     _str(doc, "user", required=True)
     _str(doc, "cluster", required=True)
-    _int(doc, "startTime", required=True, minimum=1)
+    _int(doc, "startTime", required=True, minimum=1, maximum=MAX_TIME)
     _str(doc, "project")
     _str(doc, "partition")
     _str(doc, "subCluster")
-    for key in ("numNodes", "numHwthreads", "numAcc", "walltime", "submitTime", "arrayJobId", "smt",
-                "requestedMemory"):
+    for key in ("numNodes", "numHwthreads", "numAcc", "walltime", "arrayJobId", "smt", "requestedMemory"):
         _int(doc, key, minimum=0)
+    _int(doc, "submitTime", minimum=0, maximum=MAX_TIME)
     _int(doc, "monitoringStatus", minimum=0)
     if doc.get("monitoringStatus") is not None and doc["monitoringStatus"] > 3:
         raise PayloadError("'monitoringStatus' must be 0..3")
@@ -114,6 +128,14 @@ def check_start_payload(doc: Any, clusters: dict[str, Cluster]) -> Job:
             if not isinstance(t, dict) or not isinstance(t.get("type"), str) or not isinstance(t.get("name"), str) \
                     or not t["type"] or not t["name"]:
                 raise PayloadError(f"tags[{i}] needs non-empty string 'type' and 'name'")
+            if t.get("scope") is not None and not isinstance(t["scope"], str):
+                raise PayloadError(f"'tags[{i}].scope' must be a string")
+    _number(doc, "energy")
+    for key in ("footprint", "energyFootprint"):
+        v = doc.get(key)
+        if v is not None and (not isinstance(v, dict) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values())):
+            raise PayloadError(f"'{key}' must be an object of numbers")
     if not safe_name(doc["cluster"]):
         raise PayloadError(f"'cluster' {doc['cluster']!r} is not a valid cluster name")
     cluster = clusters.get(doc["cluster"])

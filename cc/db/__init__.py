@@ -6,7 +6,7 @@ code calls them through :class:`Database` (``await db.read(fn, ...)``,
 """
 
 from cc.db._conn import Database, connect, transaction
-from cc.db._filters import FilterError, Viewer
+from cc.db._filters import INT64_MAX, INT64_MIN, FilterError, Viewer, sql_int
 from cc.db._migrate import SCHEMA_VERSION, MigrationError, MigrationResult, check_version, migrate
 from cc.db._model import (
     JOB_STATES,
@@ -24,6 +24,8 @@ from cc.db._tags import TagPermissionError
 from cc.db._users import User, UserError
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "JOB_STATES",
     "MONITORING_ARCHIVING_FAILED",
     "MONITORING_ARCHIVING_SUCCESSFUL",
@@ -46,5 +48,6 @@ __all__ = [
     "connect",
     "job_from_json",
     "migrate",
+    "sql_int",
     "transaction",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from cc.db._model import JOB_STATES, SHARED
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # SQLite INTEGER; a larger Python int raises OverflowError
 RANGES = {"last6h": 6 * 3600, "last24h": 24 * 3600, "last7d": 7 * 86400, "last30d": 30 * 86400}
 
 STRING_COLUMNS = {
@@ -56,6 +57,15 @@ SORT_COLUMNS = {  # GraphQL/camelCase names (cc-backend snake-cases them onto jo
 
 class FilterError(ValueError):
     """A filter, ordering or page request is malformed; the message names the field."""
+
+
+def sql_int(value: Any, name: str) -> int:
+    """An integer that SQLite can bind (signed 64 bits), else FilterError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FilterError(f"{name}: expected an integer, got {value!r}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise FilterError(f"{name}: {value} is out of range ({INT64_MIN}..{INT64_MAX})")
+    return value
 
 
 @dataclass
@@ -141,7 +151,7 @@ def _ids(value: Any, name: str) -> list[int]:
     for v in items:
         if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and v.strip().isdigit())):
             raise FilterError(f"{name}: {v!r} is not a database id")
-        out.append(int(v))
+        out.append(sql_int(int(v), name))
     return out
 
 
@@ -150,11 +160,12 @@ def _job_id(cond: Any, where: Where) -> None:
     if isinstance(cond, dict):
         rest = dict(cond)
         eq, many = rest.pop("eq", None), rest.pop("in", None)
-        if isinstance(eq, str) and eq.strip().isdigit():
+        if isinstance(eq, str) and eq.strip().isdigit() and int(eq) <= INT64_MAX:
             where.add("job.job_id = ?", int(eq))
         elif eq is not None:
             rest["eq"] = eq
-        if isinstance(many, list) and all(isinstance(v, str) and v.strip().isdigit() for v in many):
+        if isinstance(many, list) and all(isinstance(v, str) and v.strip().isdigit() and int(v) <= INT64_MAX
+                                          for v in many):
             where.add(f"job.job_id IN ({','.join('?' * len(many))})" if many else "0", *map(int, many))
         elif many is not None:
             rest["in"] = many
@@ -165,6 +176,10 @@ def _job_id(cond: Any, where: Where) -> None:
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise FilterError(f"{name}: expected a number, got {value!r}")
+    if isinstance(value, int):
+        return sql_int(value, name)
+    if value != value:
+        raise FilterError(f"{name}: expected a number, got NaN")
     return value
 
 
@@ -182,21 +197,28 @@ def _range(expr: str, cond: Any, where: Where, name: str) -> None:
         where.add(f"{expr} <= ?", hi)
 
 
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: the largest time RFC 3339 can write
+
+
 def parse_time(value: Any, name: str) -> int:
     """Unix seconds from an int or an RFC 3339 string (GraphQL ``Time``)."""
     if isinstance(value, bool):
         raise FilterError(f"{name}: expected a time")
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str):
+    if isinstance(value, float) and value == value and abs(value) < 2**63:
+        value = int(value)
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_TIME:
+            raise FilterError(f"{name}: {value} is out of range (0..{MAX_TIME} unix seconds)")
+        return value
+    if isinstance(value, str) and len(value) <= 64:
         from datetime import datetime
 
         try:
-            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-        except ValueError:
+            return parse_time(int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()), name)
+        except (ValueError, OverflowError):
             pass
         if value.isdigit():
-            return int(value)
+            return parse_time(int(value), name)
     raise FilterError(f"{name}: expected unix seconds or an RFC 3339 time, got {value!r}")
 
 
@@ -249,9 +271,7 @@ def apply_filter(f: dict[str, Any], where: Where, now: float | None = None) -> b
                 where.add(f"job.id IN (SELECT jobtag.job_id FROM jobtag WHERE jobtag.tag_id IN "
                           f"({','.join('?' * len(ids))}))", *ids)
         elif key == "arrayJobId":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise FilterError(f"arrayJobId: expected an integer, got {value!r}")
-            where.add("job.array_job_id = ?", value)
+            where.add("job.array_job_id = ?", sql_int(value, "arrayJobId"))
         elif key == "shared":
             if value not in SHARED:
                 raise FilterError(f"shared: expected one of {', '.join(SHARED)}")
@@ -278,7 +298,8 @@ def apply_filter(f: dict[str, Any], where: Where, now: float | None = None) -> b
                     raise FilterError(f"metricStats[{i}].metricName: expected a metric name")
                 _range(footprint_expr(name), item.get("range"), where, f"metricStats[{i}].range")
         elif key == "minRunningFor":
-            where.add("job.job_state != 'running' OR job.start_time <= ?", int(now) - int(value))
+            where.add("job.job_state != 'running' OR job.start_time <= ?",
+                      int(now) - min(sql_int(value, "minRunningFor"), int(now)))
         else:
             raise FilterError(f"unknown filter field {key!r}")
     return needs_tags
@@ -335,10 +356,11 @@ def page_clause(page: dict[str, Any] | None) -> tuple[str, list[int]]:
         return "", []
     try:
         per, num = int(page.get("itemsPerPage", 50)), int(page.get("page", 1))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise FilterError("page: itemsPerPage and page must be integers") from None
     if per == -1:
         return "", []
     if per < 1 or num < 1:
         raise FilterError("page: itemsPerPage and page must be >= 1")
-    return " LIMIT ? OFFSET ?", [per, (num - 1) * per]
+    # SQLite binds 64-bit integers; a page that far out is empty anyway
+    return " LIMIT ? OFFSET ?", [min(per, INT64_MAX), min((num - 1) * per, INT64_MAX)]

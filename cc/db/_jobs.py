@@ -116,10 +116,19 @@ def delete_job(conn: sqlite3.Connection, db_id: int) -> bool:
     return conn.execute("DELETE FROM job WHERE id = ?", (db_id,)).rowcount > 0
 
 
-def delete_jobs_before(conn: sqlite3.Connection, ts: int, omit_tagged: bool = False) -> int:
+OMIT_TAGGED = ("none", "all", "user")
+
+
+def delete_jobs_before(conn: sqlite3.Connection, ts: int, omit_tagged: str = "none") -> int:
+    """cc-backend's rule: ``all`` keeps every tagged job, ``user`` those with tags other than app/jobClass."""
     sql = "DELETE FROM job WHERE start_time < ?"
-    if omit_tagged:
+    if omit_tagged == "all":
         sql += " AND NOT EXISTS (SELECT 1 FROM jobtag WHERE jobtag.job_id = job.id)"
+    elif omit_tagged == "user":
+        sql += (" AND NOT EXISTS (SELECT 1 FROM jobtag JOIN tag ON tag.id = jobtag.tag_id WHERE "
+                "jobtag.job_id = job.id AND tag.tag_type NOT IN ('app', 'jobClass'))")
+    elif omit_tagged != "none":
+        raise ValueError(f"omit_tagged must be one of {', '.join(OMIT_TAGGED)}, got {omit_tagged!r}")
     return conn.execute(sql, (ts,)).rowcount
 
 

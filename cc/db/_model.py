@@ -185,7 +185,8 @@ def job_from_json(doc: dict[str, Any]) -> Job:
         num_acc=int(doc.get("numAcc") or 0),
         smt=int(doc.get("smt") or 1),
         shared=doc.get("shared") or "none",
-        monitoring_status=int(doc.get("monitoringStatus", MONITORING_RUNNING_OR_ARCHIVING)),
+        monitoring_status=int(MONITORING_RUNNING_OR_ARCHIVING if doc.get("monitoringStatus") is None
+                              else doc["monitoringStatus"]),
         energy=float(doc.get("energy") or 0.0),
         energy_footprint=doc.get("energyFootprint"),
         footprint=doc.get("footprint"),

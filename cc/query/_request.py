@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_POINTS_PER_SERIES = 5_000_000
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z, as the job database's times (cc.db)
+MAX_INT = 2**63 - 1  # Go's int64: what cc-metric-store decodes
 
 
 class QueryError(Exception):
@@ -94,7 +96,7 @@ def _ids(doc: dict[str, Any], key: str, where: str) -> list[str]:
     v = doc.get(key)
     if v is None:
         return []
-    if not isinstance(v, list) or not all(isinstance(x, str) or _is_int(x) for x in v):
+    if not isinstance(v, list) or not all(isinstance(x, str) or (_is_int(x) and 0 <= x <= MAX_INT) for x in v):
         raise QueryError(f"{where}{key}: must be a list of strings (or integers), got {v!r}")
     return [str(x) for x in v]
 
@@ -105,7 +107,7 @@ def _parse_query(doc: Any, where: str) -> Query:
     resolution = doc.get("resolution")
     if resolution is None:
         resolution = 0
-    elif not _is_int(resolution) or resolution < 0:
+    elif not _is_int(resolution) or not 0 <= resolution <= MAX_INT:
         raise QueryError(f"{where}resolution: must be a non-negative integer (seconds), got {resolution!r}")
     scale = doc.get("scale-by")
     if scale is None:
@@ -137,6 +139,8 @@ def parse_request(doc: Any) -> QueryRequest:
             raise QueryError(f"{key}: is required (unix seconds)")
         if not _is_int(v):
             raise QueryError(f"{key}: must be an integer (unix seconds), got {v!r}")
+        if not 0 <= v <= MAX_TIME:
+            raise QueryError(f"{key}: {v} is out of range (0..{MAX_TIME} unix seconds)")
         bounds[key] = v
     if bounds["from"] > bounds["to"]:
         raise QueryError(f"from: {bounds['from']} is after to ({bounds['to']})")

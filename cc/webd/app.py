@@ -10,6 +10,7 @@ import logging
 import socket
 import sqlite3
 import time
+from http import HTTPStatus
 
 import httpx
 import trio
@@ -41,15 +42,20 @@ from cc.webd import (
 from cc.webd import graphql as graphql_api
 from cc.webd.auth import LoginLimiter, request_is_secure
 from cc.webd.context import WebContext
-from cc.webd.errors import APIError, error_response, json_response
+from cc.webd.errors import APIError, error_response, internal_error, json_response
 from cc.webd.redirect import redirect_app
 from cc.webd.sitelogin import build_site_logins
 
 log = logging.getLogger("web")
 
 
+class WebApp(QuartTrio):
+    def log_exception(self, exc_info) -> None:
+        """Unexpected errors are logged once, with their request id, by :func:`internal_error`."""
+
+
 def create_app(ctx: WebContext) -> QuartTrio:
-    app = QuartTrio(__name__)
+    app = WebApp(__name__)
     app.config["CC"] = ctx
     app.config["MAX_CONTENT_LENGTH"] = ctx.cfg.metric_store.max_body_bytes
     app.register_blueprint(metricstore_api.bp)
@@ -73,13 +79,21 @@ def create_app(ctx: WebContext) -> QuartTrio:
 
     @app.errorhandler(405)
     async def on_405(e) -> Response:
-        return error_response(405, "method not allowed on this endpoint")
+        resp = error_response(405, "method not allowed on this endpoint")
+        if getattr(e, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(sorted(e.valid_methods))
+        return resp
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(e: HTTPException) -> Response:
+        """Errors Quart raises itself (body too large, bad form data ...) in our JSON shape, not HTML."""
+        if e.code is None or e.code >= 500:
+            return internal_error(getattr(e, "original_exception", None) or e)
+        return error_response(e.code, e.description or HTTPStatus(e.code).phrase)
 
     @app.errorhandler(500)
     async def on_500(e) -> Response:
-        original = getattr(e, "original_exception", None) or e
-        log.error("internal error: %s", original, exc_info=original if isinstance(original, BaseException) else None)
-        return error_response(500, f"internal error: {type(original).__name__}: {original}")
+        return internal_error(getattr(e, "original_exception", None) or e)
 
     @app.before_request
     async def start_clock() -> None:

@@ -154,7 +154,8 @@ async def edit_notice() -> Response:
     try:
         replace_atomically(_ctx().cfg.var_dir / "notice.txt", content.encode(), durable=False)
     except OSError as e:
-        raise APIError(500, f"writing the notice file failed: {e}") from None
+        log.error("writing %s failed: %s", _ctx().cfg.var_dir / "notice.txt", e)
+        raise APIError(500, "writing the notice file failed (the server log says why)") from None
     log.info("admin %r %s the notice", g.viewer.username, "updated" if content.strip() else "cleared")
     return json_response({"msg": "Update Notice Content Success" if content else "Empty Notice Content Success"})
 

@@ -9,11 +9,13 @@ Every change runs in one database transaction: an error leaves nothing half-writ
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import orjson
 import trio
-from quart import Blueprint, Response, current_app, g, request
+from quart import Blueprint, Response, current_app, g
+from werkzeug.routing import BaseConverter
 
 from cc.db import JOB_STATES, FilterError, Job, TagPermissionError
 from cc.db import _jobs as jobs
@@ -22,33 +24,39 @@ from cc.jobcheck import PayloadError, check_start_payload
 from cc.webd.auth import rest_route
 from cc.webd.errors import APIError, json_response
 from cc.webd.jobview import attach_statistics, job_data, job_json, load_statistics, notify_archiver
+from cc.webd.params import (
+    field_int,
+    field_str,
+    json_body,
+    only_query_params,
+    path_int,
+    query_bool,
+    query_enum,
+    query_int,
+    query_list,
+    query_str,
+)
 
 log = logging.getLogger("web.jobs")
 bp = Blueprint("jobs_api", __name__)
+
+
+class JobIdConverter(BaseConverter):
+    """``/api/jobs/<jobid:raw_id>``: any segment but the fixed names beside it, so that ``POST
+    /api/jobs/used_nodes`` is a 405 (with the right ``Allow``), not a job id 'used_nodes'."""
+
+    regex = r"(?!used_nodes$)[^/]+"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("jobid", JobIdConverter))
 
 
 def _ctx():
     return current_app.config["CC"]
 
 
-async def _body(kind: str = "object") -> Any:
-    raw = await request.get_data()
-    try:
-        doc = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError as e:
-        raise APIError(400, f"parsing request body failed: {e}") from None
-    if kind == "object" and not isinstance(doc, dict):
-        raise APIError(400, "parsing request body failed: expected a JSON object")
-    if kind == "list" and not isinstance(doc, list):
-        raise APIError(400, "parsing request body failed: expected a JSON array")
-    return doc
-
-
 def _db_id(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise APIError(400, f"integer expected in path for id, got {raw!r}") from None
+    return path_int(raw, "id")
 
 
 async def _visible_job(db_id: int, status: int = 422) -> Job:
@@ -65,7 +73,7 @@ async def _visible_job(db_id: int, status: int = 422) -> Job:
 @rest_route("api")
 async def start_job() -> Response:
     ctx = _ctx()
-    doc = await _body()
+    doc = await json_body()
     try:
         job = check_start_payload(doc, ctx.clusters)
     except PayloadError as e:
@@ -98,25 +106,18 @@ async def start_job() -> Response:
 @rest_route("api")
 async def stop_job() -> Response:
     ctx = _ctx()
-    doc = await _body()
-    job_id, stop_time = doc.get("jobId"), doc.get("stopTime")
-    if job_id is None:
-        raise APIError(400, "the field 'jobId' is required")
-    for key in ("jobId", "stopTime", "startTime"):
-        v = doc.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
-            raise APIError(400, f"'{key}' must be an integer, got {v!r}")
-    if stop_time is None:
-        raise APIError(400, "the field 'stopTime' is required")
-    state = doc.get("jobState") or "completed"
+    doc = await json_body()
+    job_id = field_int(doc, "jobId", required=True, minimum=0)
+    stop_time = field_int(doc, "stopTime", required=True, minimum=0)
+    start_time = field_int(doc, "startTime", minimum=0)
+    state = field_str(doc, "jobState")
+    state = "completed" if state is None else state
     if state not in JOB_STATES or state == "running":
-        raise APIError(400, f"invalid requested job state: {state!r}")
-    cluster = doc.get("cluster")
-    if cluster is not None and not isinstance(cluster, str):
-        raise APIError(400, "'cluster' must be a string")
+        raise APIError(400, f"'jobState': invalid requested job state: {state!r}")
+    cluster = field_str(doc, "cluster")
 
     def stop(conn):
-        found = jobs.find_jobs(conn, job_id, cluster, doc.get("startTime"))
+        found = jobs.find_jobs(conn, job_id, cluster, start_time)
         if not found:
             return None, 404
         job = max(found, key=lambda j: j.id)
@@ -133,7 +134,7 @@ async def stop_job() -> Response:
     if status == 404:
         raise APIError(404, f"finding job failed: no job with jobId {job_id}"
                             + (f" on cluster {cluster}" if cluster else "")
-                            + (f" started at {doc['startTime']}" if doc.get("startTime") else ""))
+                            + (f" started at {start_time}" if start_time is not None else ""))
     if status == 422:
         raise APIError(422, f"jobId {job.job_id} (id {job.id}) on {job.cluster}: job has already been stopped "
                             f"(state is: {job.state})")
@@ -150,6 +151,9 @@ async def stop_job() -> Response:
 # -- queries ------------------------------------------------------------------------------------
 
 GET_JOBS_PARAMS = {"state", "cluster", "project", "start-time", "page", "items-per-page", "with-metadata"}
+START_TIME_RANGE = re.compile(r"([0-9]{1,11})-([0-9]{1,11})")  # unix seconds: 11 digits reach the year 5138
+MAX_META_VALUE = 1 << 20  # job scripts live in metaData; a MiB is plenty
+METRIC_SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")
 
 
 @bp.route("/api/jobs/", methods=["GET"])
@@ -157,34 +161,25 @@ GET_JOBS_PARAMS = {"state", "cluster", "project", "start-time", "page", "items-p
 @rest_route()
 async def get_jobs() -> Response:
     ctx = _ctx()
-    args = request.args
-    unknown = set(args) - GET_JOBS_PARAMS
-    if unknown:
-        raise APIError(400, f"invalid query parameter: {sorted(unknown)[0]}")
+    only_query_params(GET_JOBS_PARAMS)
     filt: dict[str, Any] = {}
-    states = args.getlist("state")
-    for s in states:
-        if s not in JOB_STATES:
-            raise APIError(400, f"invalid query parameter value: state={s!r}")
+    states = query_list("state", JOB_STATES)
     if states:
         filt["state"] = states
-    if args.get("cluster"):
-        filt["cluster"] = {"eq": args["cluster"]}
-    if args.get("project"):
-        filt["project"] = {"eq": args["project"]}
-    if "start-time" in args:
-        parts = args["start-time"].split("-")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise APIError(400, "invalid query parameter value: start-time (expected FROM-TO in unix seconds)")
-        filt["startTime"] = {"from": int(parts[0]), "to": int(parts[1])}
-    try:
-        per_page = int(args.get("items-per-page", 25))
-        page = int(args.get("page", 1))
-    except ValueError:
-        raise APIError(400, "page and items-per-page must be integers") from None
-    if per_page < 1 or page < 1:
-        raise APIError(400, "page and items-per-page must be >= 1")
-    with_meta = "with-metadata" in args and args["with-metadata"] not in ("false", "0")
+    for key in ("cluster", "project"):
+        value = query_str(key, max_length=255)
+        if value:
+            filt[key] = {"eq": value}
+    start_time = query_str("start-time")
+    if start_time is not None:
+        m = START_TIME_RANGE.fullmatch(start_time)
+        if m is None:
+            raise APIError(400, "query parameter 'start-time': expected FROM-TO in unix seconds, "
+                                f"got {start_time[:40]!r}")
+        filt["startTime"] = {"from": int(m[1]), "to": int(m[2])}
+    per_page = query_int("items-per-page", 25, minimum=1)
+    page = query_int("page", 1, minimum=1)
+    with_meta = query_bool("with-metadata")
     viewer = g.viewer
 
     def query(conn) -> bytes:
@@ -204,34 +199,43 @@ async def get_jobs() -> Response:
     return Response(body, mimetype="application/json")
 
 
+async def _job_data_or_422(ctx, job: Job, metrics: list[str] | None, scopes: list[str]) -> dict:
+    try:
+        return await job_data(ctx, job, metrics, scopes)
+    except (ValueError, LookupError) as e:  # cluster no longer configured, too many points ...
+        raise APIError(422, f"loading the metric data of job {job.id} failed: {e}") from None
+
+
 def _default_scopes(job: Job) -> list[str]:
     return ["core"] if job.num_nodes == 1 else ["node"]
 
 
-@bp.route("/api/jobs/<raw_id>", methods=["GET"])
+@bp.route("/api/jobs/<jobid:raw_id>", methods=["GET"])
 @rest_route()
 async def get_complete_job(raw_id: str) -> Response:
     ctx = _ctx()
-    job = await _visible_job(_db_id(raw_id))
+    db_id, all_metrics = _db_id(raw_id), query_bool("all-metrics")
+    job = await _visible_job(db_id)
     job.tags = await ctx.db.read(tags.job_tags, job.id, g.viewer)
     await attach_statistics(ctx, [job])
     data = None
-    if request.args.get("all-metrics") == "true":
-        data = await job_data(ctx, job, None, _default_scopes(job))
+    if all_metrics:
+        data = await _job_data_or_422(ctx, job, None, _default_scopes(job))
     return json_response({"meta": job_json(job), "data": data})
 
 
-@bp.route("/api/jobs/<raw_id>", methods=["POST"])
+@bp.route("/api/jobs/<jobid:raw_id>", methods=["POST"])
 @rest_route()
 async def get_job_metrics_by_list(raw_id: str) -> Response:
     ctx = _ctx()
-    job = await _visible_job(_db_id(raw_id))
-    metrics = await _body("list")
+    db_id = _db_id(raw_id)
+    metrics = await json_body("list", required=False) or []
     if not all(isinstance(m, str) for m in metrics):
         raise APIError(400, "decoding request failed: expected a list of metric names")
+    job = await _visible_job(db_id)
     job.tags = await ctx.db.read(tags.job_tags, job.id, g.viewer)
     await attach_statistics(ctx, [job])
-    data = await job_data(ctx, job, metrics or None, _default_scopes(job))
+    data = await _job_data_or_422(ctx, job, metrics or None, _default_scopes(job))
     out = [{"name": name, "scope": scope, "metric": jm} for name, scopes in data.items() for scope, jm in scopes.items()]
     return json_response({"meta": job_json(job), "data": out})
 
@@ -240,12 +244,11 @@ async def get_job_metrics_by_list(raw_id: str) -> Response:
 @rest_route()
 async def get_job_metrics(raw_id: str) -> Response:
     ctx = _ctx()
-    job = await _visible_job(_db_id(raw_id))
-    metrics = request.args.getlist("metric") or None
-    scopes = request.args.getlist("scope") or _default_scopes(job)
-    bad = [s for s in scopes if s not in ("node", "socket", "memoryDomain", "core", "hwthread", "accelerator")]
-    if bad:
-        raise APIError(400, f"unmarshaling scope failed: {bad[0]!r} is not a metric scope")
+    db_id = _db_id(raw_id)
+    metrics = query_list("metric", max_length=255) or None
+    scopes = query_list("scope", METRIC_SCOPES)
+    job = await _visible_job(db_id)
+    scopes = scopes or _default_scopes(job)
     try:
         data = await job_data(ctx, job, metrics, scopes)
     except (ValueError, LookupError) as e:
@@ -257,13 +260,7 @@ async def get_job_metrics(raw_id: str) -> Response:
 @bp.route("/api/jobs/used_nodes", methods=["GET"])
 @rest_route("api")
 async def used_nodes() -> Response:
-    raw = request.args.get("ts")
-    if not raw:
-        raise APIError(400, "missing required query parameter: ts")
-    try:
-        ts = int(raw)
-    except ValueError:
-        raise APIError(400, f"invalid timestamp format: {raw!r}") from None
+    ts = query_int("ts", required=True)
     return json_response({"usedNodes": await _ctx().db.read(jobs.used_nodes, ts)})
 
 
@@ -275,9 +272,10 @@ def _tag_list(doc: list) -> list[tuple[str, str, str]]:
         if not isinstance(t, dict) or not isinstance(t.get("type"), str) or not isinstance(t.get("name"), str) \
                 or not t["type"] or not t["name"]:
             raise APIError(400, f"tag [{i}] needs non-empty string 'type' and 'name'")
-        scope = t.get("scope") or "global"
-        if not isinstance(scope, str):
-            raise APIError(400, f"tag [{i}].scope must be a string")
+        scope = t.get("scope")
+        if scope is not None and not isinstance(scope, str):
+            raise APIError(400, f"'[{i}].scope' must be a string, got {scope!r}")
+        scope = scope or "global"
         out.append((t["type"], t["name"], scope))
     return out
 
@@ -285,7 +283,7 @@ def _tag_list(doc: list) -> list[tuple[str, str, str]]:
 async def _change_tags(raw_id: str, add: bool) -> Response:
     ctx = _ctx()
     db_id = _db_id(raw_id)
-    wanted = _tag_list(await _body("list"))
+    wanted = _tag_list(await json_body("list"))
     viewer = g.viewer
 
     def change(conn):
@@ -336,11 +334,17 @@ async def remove_tag_job(raw_id: str) -> Response:
     return await _change_tags(raw_id, add=False)
 
 
-async def _edit_meta(db_id: int, payload: Any) -> Response:
+def _meta_payload(payload: Any, where: str = "") -> dict[str, str]:
+    if not isinstance(payload, dict):
+        raise APIError(400, f"expected {where or 'the body'} to be {{\"key\": \"...\", \"value\": \"...\"}}")
+    prefix = f"{where}." if where else ""
+    field_str(payload, "key", required=True, non_empty=True, where=prefix)
+    field_str(payload, "value", required=True, max_length=MAX_META_VALUE, where=prefix)
+    return payload
+
+
+async def _edit_meta(db_id: int, payload: dict[str, str]) -> Response:
     ctx = _ctx()
-    if not isinstance(payload, dict) or not isinstance(payload.get("key"), str) or not payload["key"] \
-            or not isinstance(payload.get("value"), str):
-        raise APIError(400, "expected {\"key\": \"...\", \"value\": \"...\"} with string values")
     viewer = g.viewer
 
     def edit(conn):
@@ -360,22 +364,24 @@ async def _edit_meta(db_id: int, payload: Any) -> Response:
 @bp.route("/api/jobs/edit_meta/<raw_id>", methods=["PATCH", "POST"])
 @rest_route("api")
 async def edit_meta(raw_id: str) -> Response:
-    return await _edit_meta(_db_id(raw_id), await _body())
+    db_id = _db_id(raw_id)
+    return await _edit_meta(db_id, _meta_payload(await json_body()))
 
 
 @bp.route("/api/jobs/edit_meta/", methods=["PATCH", "POST"])
 @rest_route("api")
 async def edit_meta_by_request() -> Response:
-    doc = await _body()
+    doc = await json_body()
+    payload = _meta_payload(doc.get("payload"), "payload")
     found = await _find_by_request(doc)
-    return await _edit_meta(found.id, doc.get("payload"))
+    return await _edit_meta(found.id, payload)
 
 
 async def _find_by_request(doc: dict) -> Job:
-    job_id = doc.get("jobId")
-    if isinstance(job_id, bool) or not isinstance(job_id, int):
-        raise APIError(400, "the field 'jobId' (integer) is required")
-    found = await _ctx().db.read(jobs.find_jobs, job_id, doc.get("cluster"), doc.get("startTime"))
+    job_id = field_int(doc, "jobId", required=True, minimum=0)
+    cluster = field_str(doc, "cluster")
+    start_time = field_int(doc, "startTime", minimum=0)
+    found = await _ctx().db.read(jobs.find_jobs, job_id, cluster, start_time)
     visible = [j for j in found if await _ctx().db.read(jobs.find_job, j.id, g.viewer)]
     if not visible:
         raise APIError(404, f"finding job failed: no job with jobId {job_id}")
@@ -387,7 +393,7 @@ async def _find_by_request(doc: dict) -> Job:
 @bp.route("/api/jobs/delete_job/", methods=["DELETE"])
 @rest_route("api")
 async def delete_job_by_request() -> Response:
-    job = await _find_by_request(await _body())
+    job = await _find_by_request(await json_body())
     await _ctx().db.write(jobs.delete_job, job.id)
     return json_response({"msg": f"Successfully deleted job {job.id}"})
 
@@ -401,14 +407,15 @@ async def delete_job_by_id(raw_id: str) -> Response:
     return json_response({"msg": f"Successfully deleted job {db_id}"})
 
 
+OMIT_TAGGED_VALUES = (*jobs.OMIT_TAGGED, "true", "false")
+
+
 @bp.route("/api/jobs/delete_job_before/<raw_ts>", methods=["DELETE"])
 @rest_route("api")
 async def delete_job_before(raw_ts: str) -> Response:
-    try:
-        ts = int(raw_ts)
-    except ValueError:
-        raise APIError(400, f"integer expected in path for ts, got {raw_ts!r}") from None
-    omit = request.args.get("omit-tagged") in ("true", "1")
+    ts = path_int(raw_ts, "ts")
+    omit = query_enum("omit-tagged", OMIT_TAGGED_VALUES, "none")
+    omit = {"true": "all", "false": "none"}.get(omit, omit)  # cc-py before 2025: a boolean
     n = await _ctx().db.write(jobs.delete_jobs_before, ts, omit)
     return json_response({"msg": f"Successfully deleted {n} jobs"})
 

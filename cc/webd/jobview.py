@@ -9,6 +9,7 @@ import trio
 
 from cc import ipc
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job
+from cc.query import QueryError
 
 log = logging.getLogger("web.jobs")
 
@@ -50,14 +51,21 @@ async def job_data(ctx, job: Job, metrics: list[str] | None, scopes: list[str], 
     cluster = ctx.clusters.get(job.cluster)
     if cluster is None:
         raise LookupError(f"cluster {job.cluster!r} of job {job.id} is not configured")
-    if job.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL:
+    try:
+        if job.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL:
+            return await trio.to_thread.run_sync(
+                lambda: jobdata.load_archived(ctx.archive, job, metrics, scopes, resolution, minimum_points=points),
+                limiter=ctx.query_limiter)
         return await trio.to_thread.run_sync(
-            lambda: jobdata.load_archived(ctx.archive, job, metrics, scopes, resolution, minimum_points=points),
+            lambda: jobdata.load_running(job, cluster, ctx.store, ctx.catalog, metrics, scopes, resolution,
+                                         minimum_points=points),
             limiter=ctx.query_limiter)
-    return await trio.to_thread.run_sync(
-        lambda: jobdata.load_running(job, cluster, ctx.store, ctx.catalog, metrics, scopes, resolution,
-                                     minimum_points=points),
-        limiter=ctx.query_limiter)
+    except QueryError as e:  # e.g. a job running for years: more points than one answer may hold
+        raise JobDataError(f"job {job.id}: {e}") from None
+
+
+class JobDataError(ValueError):
+    """A job's data cannot be answered as asked (the message says why); callers make it a 4xx or a GraphQL error."""
 
 
 async def notify_archiver(ctx) -> None:

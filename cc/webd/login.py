@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-import orjson
 import trio
 from quart import Blueprint, Response, current_app, redirect, request
 
@@ -32,6 +31,7 @@ from cc.db._users import (
 from cc.webd import jwtlogin, oidc
 from cc.webd.auth import client_ip, require_same_origin
 from cc.webd.errors import error_response, json_response
+from cc.webd.params import json_body
 from cc.webd.sessions import end_session
 from cc.webd.sitelogin import LoginRefused, open_session, safe_target, wants_json
 
@@ -84,7 +84,7 @@ async def login() -> Response:
     ctx = current_app.config["CC"]
     require_same_origin()  # another site must not log the browser into an account of its choosing
     if request.is_json:
-        body = orjson.loads(await request.get_data() or b"{}")
+        body = await json_body(required=False) or {}
         username, password, target = body.get("username", ""), body.get("password", ""), body.get("redirect")
     else:
         form = await request.form

@@ -20,27 +20,14 @@ from cc.query import QueryError, execute, parse_request
 from cc.shm import Store
 from cc.webd.auth import api_route
 from cc.webd.errors import APIError, error_response, json_response
+from cc.webd.health import MAX_NAME, health_of_host, is_node_state_body, update_node_states
+from cc.webd.params import field_str, json_body, only_fields, query_int, query_list, query_str
 
 log = logging.getLogger("web.metricstore")
 bp = Blueprint("metricstore", __name__)
 
-MAX_MISSING_POINTS = 5  # a series is stale after this many missing timesteps (as cc-metric-store)
-
-
 def _ctx():
     return current_app.config["CC"]
-
-
-async def _json_body(required: bool = True) -> Any:
-    raw = await request.get_data()
-    if not raw:
-        if required:
-            raise APIError(400, "request body must be a JSON document")
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise APIError(400, f"request body is not valid JSON: {e}") from None
 
 
 @bp.route("/api/query", methods=["GET", "POST"])
@@ -49,7 +36,7 @@ async def _json_body(required: bool = True) -> Any:
 async def query() -> Response:
     ctx = _ctx()
     try:
-        req = parse_request(await _json_body())
+        req = parse_request(await json_body("any"))
     except QueryError as e:
         raise APIError(400, str(e)) from None
     resampling = ctx.cfg.main.get("resampling") or {}
@@ -69,17 +56,13 @@ async def query() -> Response:
 @bp.route("/api/free/", methods=["POST"])
 @api_route("api")
 async def free() -> Response:
-    _ctx()
-    raw_to = request.args.get("to")
-    if raw_to is None:
+    if request.args.get("to") is None:
         raise APIError(400, "'to' is a required query parameter (unix seconds)")
-    try:
-        to = int(raw_to)
-    except ValueError:
-        raise APIError(400, f"to={raw_to!r}: expected unix seconds") from None
-    selectors = await _json_body()
-    if not isinstance(selectors, list) or not all(isinstance(s, list) for s in selectors):
-        raise APIError(400, "body must be a list of selectors, e.g. [[\"cluster\", \"host\"]]")
+    to = query_int("to", required=True)
+    selectors = await json_body("any")
+    if not isinstance(selectors, list) or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s)
+                                                  for s in selectors):
+        raise APIError(400, "body must be a list of selectors (non-empty lists of strings), e.g. [[\"cluster\", \"host\"]]")
     reply = await _store_request({"cmd": "free", "to": to, "selectors": selectors})
     if not reply.get("ok"):
         raise APIError(400, reply.get("error", "free failed"))
@@ -143,37 +126,6 @@ async def debug() -> Response:
     return json_response(doc)
 
 
-def health_of_host(store: Store, cluster: str, host: str, metrics: list[str], now: float) -> dict[str, Any]:
-    """cc-metric-store's rule: missing = no series; degraded = a series older than 5 timesteps."""
-    series = store.series_of_host(cluster, host)
-    missing, degraded = [], []
-    for m in metrics:
-        sids = series.get(m)
-        if not sids:
-            missing.append(m)
-            continue
-        lasts = store.last_bins(sids)
-        freq = store.frequency_of(sids[0])
-        ends = (lasts + 1) * freq
-        if (lasts < 0).any() or (now - ends > MAX_MISSING_POINTS * freq).any():
-            degraded.append(m)
-    healthy = len(metrics) - len(missing) - len(degraded)
-    if not series:
-        state = "failed"
-    elif not missing and not degraded:
-        state = "full"
-    elif healthy == 0:
-        state = "failed"
-    else:
-        state = "partial"
-    return {
-        "State": state,
-        "HealthMetrics": orjson.dumps({"missing": missing, "degraded": degraded}).decode(),
-        "missing": missing,
-        "degraded": degraded,
-    }
-
-
 @bp.route("/api/healthcheck", methods=["GET", "POST"])
 @bp.route("/api/healthcheck/", methods=["GET", "POST"])
 @api_route("api")
@@ -186,19 +138,26 @@ async def healthcheck() -> Response:
     metric configured for the cluster.
     """
     ctx = _ctx()
-    body = await _json_body(required=False) or {}
+    body = await json_body("any", required=False)
+    if is_node_state_body(body):  # cc-backend's form: the scheduler's node states
+        return json_response(await update_node_states(ctx, body))
+    body = body or {}
     if not isinstance(body, dict):
         raise APIError(400, "body must be an object {cluster, nodes, metric-names}")
-    unknown = set(body) - {"cluster", "nodes", "metric-names"}
-    if unknown:
-        raise APIError(400, f"unknown field(s) in body: {', '.join(sorted(unknown))}")
-    cluster = body.get("cluster") or request.args.get("cluster")
+    only_fields(body, ("cluster", "nodes", "metric-names"))
+    cluster = field_str(body, "cluster", max_length=MAX_NAME) or query_str("cluster", max_length=MAX_NAME)
     if not cluster:
         raise APIError(400, "'cluster' is required (body field or query parameter)")
-    nodes = body.get("nodes") or request.args.getlist("node") or ctx.store.hosts(cluster)
-    metrics = body.get("metric-names") or request.args.getlist("metric") or sorted(ctx.catalog.metrics_of(cluster))
-    if not isinstance(nodes, list) or not isinstance(metrics, list):
-        raise APIError(400, "'nodes' and 'metric-names' must be lists of strings")
+    lists = {}
+    for key, param in (("nodes", "node"), ("metric-names", "metric")):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= MAX_NAME
+                                                                          for v in value)):
+            raise APIError(400, f"'{key}' must be a list of strings of at most {MAX_NAME} characters "
+                                "(or, for node states, of node objects)")
+        lists[key] = value or query_list(param, max_length=MAX_NAME)
+    nodes = lists["nodes"] or ctx.store.hosts(cluster)
+    metrics = lists["metric-names"] or sorted(ctx.catalog.metrics_of(cluster))
     now = time.time()
     return json_response({h: health_of_host(ctx.store, cluster, h, metrics, now) for h in nodes})
 

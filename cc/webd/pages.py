@@ -223,7 +223,8 @@ async def login_page() -> Response:
     viewer = await session_viewer()
     target = request.args.get("redirect") or "/"
     if viewer is not None and viewer.roles and not request.args.get("error"):
-        return redirect(target if target.startswith("/") and not target.startswith("//") else "/", 303)
+        local = target.startswith("/") and not target.startswith("//") and "\\" not in target
+        return redirect(target if local else "/", 303)
     body = await render_template("login.html", title="Login", error=request.args.get("error", "")[:200],
                                  target=target, notice="")
     return Response(body, mimetype="text/html")

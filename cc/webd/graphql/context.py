@@ -17,7 +17,7 @@ from graphql import (
 )
 
 from cc.clusters import Cluster
-from cc.db import FilterError, Viewer
+from cc.db import INT64_MAX, FilterError, Viewer
 from cc.db._filters import Where, apply_filter, order_clause, page_clause
 
 T = TypeVar("T")
@@ -130,9 +130,10 @@ def check_page(page: dict[str, Any] | None, arg: str = "page") -> tuple[int | No
 
 
 def db_id(raw: Any, arg: str) -> int:
+    """A GraphQL ``ID`` argument as a database id (digits, within SQLite's 64-bit integers)."""
     s = str(raw).strip()
-    if not s.isdigit():
-        raise GraphQLError(f"argument '{arg}': {raw!r} is not a database id")
+    if not s.isdigit() or len(s) > 19 or int(s) > INT64_MAX:
+        raise GraphQLError(f"argument '{arg}': {str(raw)[:40]!r} is not a database id (0..{INT64_MAX})")
     return int(s)
 
 

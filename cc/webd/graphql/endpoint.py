@@ -23,13 +23,14 @@ from graphql.language import DocumentNode
 from graphql.pyutils import is_awaitable
 from quart import Blueprint, Response, abort, current_app, redirect, request, send_file
 
-from cc.db import Viewer
+from cc.db import FilterError, Viewer
 from cc.jwtauth import token_from_headers
 from cc.webd.auth import authenticate_jwt, require_same_origin, session_viewer
-from cc.webd.errors import APIError, json_response
+from cc.webd.errors import APIError, json_response, log_internal_error
 from cc.webd.graphql.context import GQLContext
 from cc.webd.graphql.executor import TrioExecutor
 from cc.webd.graphql.schema import SCHEMA
+from cc.webd.openapi import installation_yaml
 
 log = logging.getLogger("web.graphql")
 bp = Blueprint("graphql", __name__)
@@ -104,12 +105,27 @@ async def _request_body() -> dict[str, Any] | Response:
     return body
 
 
-def _log_failures(result: ExecutionResult) -> None:
-    for e in result.errors or ():
+def _formatted(result: ExecutionResult) -> dict[str, Any]:
+    """``result.formatted`` with every unexpected resolver failure replaced by a generic error.
+
+    User errors (GraphQLError, a filter naming its field) keep their message; anything
+    else is a bug: its traceback goes to the log under a request id, and the client sees
+    only that id, like the REST API's 500.
+    """
+    out = result.formatted
+    if not result.errors:
+        return out
+    errors = []
+    for e in result.errors:
+        doc = e.formatted
         original = e.original_error
-        if original is not None and not isinstance(original, GraphQLError):
-            log.error("resolver failed at %s: %s", ".".join(map(str, e.path or ())), original,
-                      exc_info=(type(original), original, original.__traceback__))
+        if original is not None and not isinstance(original, (GraphQLError, FilterError)):
+            rid = log_internal_error(original, "resolver of " + ".".join(map(str, e.path or ())))
+            doc = {**doc, "message": f"internal server error (request id {rid}; the server log has the details)",
+                   "extensions": {"requestId": rid}}
+        errors.append(doc)
+    out["errors"] = errors
+    return out
 
 
 @bp.route("/query", methods=["POST"])
@@ -126,8 +142,7 @@ async def query() -> Response:
                      operation_name=body.get("operationName"), executor_class=TrioExecutor)
     if is_awaitable(result):
         result = await result
-    _log_failures(result)
-    return json_response(result.formatted)
+    return json_response(_formatted(result))
 
 
 # -- development pages ------------------------------------------------------------------------
@@ -178,9 +193,13 @@ async def swagger() -> Response:
 
 @bp.route("/swagger/openapi.yaml", methods=["GET"])
 async def swagger_spec() -> Response:
+    """schemas/openapi.yaml with this installation's cluster names (cc.webd.openapi)."""
     if not dev_mode() or not OPENAPI.is_file():
         abort(404)
-    return await send_file(OPENAPI, mimetype="application/yaml")
+    spec = current_app.config.get("OPENAPI_YAML")
+    if spec is None:  # the clusters are read once at start: so is this
+        spec = current_app.config["OPENAPI_YAML"] = installation_yaml(current_app.config["CC"].clusters)
+    return Response(spec, mimetype="application/yaml")
 
 
 @bp.route("/swagger/assets/<name>", methods=["GET"])

@@ -21,7 +21,7 @@ from graphql import (
 
 from cc.clusters import SCOPES
 from cc.db import JOB_STATES
-from cc.db._filters import FilterError, parse_time
+from cc.db._filters import MAX_TIME, FilterError, parse_time
 from cc.db._nodes import HEALTH_STATES, NODE_STATES
 from cc.webd.graphql import clusters, jobs, metrics, mutations, nodes, stats  # noqa: F401 (register resolvers)
 from cc.webd.graphql.context import RESOLVERS
@@ -33,6 +33,8 @@ SDL_PATH = Path(__file__).resolve().parents[3] / "schemas" / "graphql" / "schema
 def _time_out(value: Any) -> str:
     if isinstance(value, datetime):
         value = value.timestamp()
+    if not 0 <= value <= MAX_TIME:  # RFC 3339 has four-digit years
+        raise GraphQLError(f"Time: {value} is outside what RFC 3339 can write (0..{MAX_TIME} unix seconds)")
     return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

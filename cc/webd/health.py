@@ -1,0 +1,108 @@
+"""Node health from the metric store, and the scheduler's node states (cc-backend's ``updateNodeStates``).
+
+cc-backend routes both ``POST /api/nodestate/`` and ``POST /api/healthcheck`` to its
+node-state update; ours also answers cc-metric-store's health check on the latter, so
+:func:`is_node_state_body` tells the two bodies apart: cc-backend's lists node objects
+(``{"hostname", "states", ...}``), cc-metric-store's lists host names.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from cc.db import INT64_MAX
+from cc.db import _nodes as nodes
+from cc.shm import Store
+from cc.webd.errors import APIError
+from cc.webd.params import field_int, field_str, only_fields
+
+MAX_MISSING_POINTS = 5  # a series is stale after this many missing timesteps (as cc-metric-store)
+NODE_FIELDS = ("hostname", "states", "cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning")
+MAX_NAME = 255
+
+
+def health_of_host(store: Store, cluster: str, host: str, metrics: list[str], now: float) -> dict[str, Any]:
+    """cc-metric-store's rule: missing = no series; degraded = a series older than 5 timesteps."""
+    series = store.series_of_host(cluster, host)
+    missing, degraded = [], []
+    for m in metrics:
+        sids = series.get(m)
+        if not sids:
+            missing.append(m)
+            continue
+        lasts = store.last_bins(sids)
+        freq = store.frequency_of(sids[0])
+        ends = (lasts + 1) * freq
+        if (lasts < 0).any() or (now - ends > MAX_MISSING_POINTS * freq).any():
+            degraded.append(m)
+    healthy = len(metrics) - len(missing) - len(degraded)
+    if not series:
+        state = "failed"
+    elif not missing and not degraded:
+        state = "full"
+    elif healthy == 0:
+        state = "failed"
+    else:
+        state = "partial"
+    return {
+        "State": state,
+        "HealthMetrics": orjson.dumps({"missing": missing, "degraded": degraded}).decode(),
+        "missing": missing,
+        "degraded": degraded,
+    }
+
+
+def is_node_state_body(body: Any) -> bool:
+    """cc-backend's node-state form: ``nodes`` is a non-empty list of objects."""
+    return isinstance(body, dict) and isinstance(body.get("nodes"), list) and bool(body["nodes"]) \
+        and all(isinstance(n, dict) for n in body["nodes"])
+
+
+def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeStateUpdate]:
+    """Validate a node-state body (every error names the field) and build the rows to insert."""
+    if not isinstance(body, dict):
+        raise APIError(400, "parsing request body failed: expected {\"cluster\": ..., \"nodes\": [...]}")
+    only_fields(body, ("cluster", "nodes"))
+    name = field_str(body, "cluster", required=True, max_length=MAX_NAME)
+    raw_nodes = body.get("nodes")
+    if not isinstance(raw_nodes, list):
+        raise APIError(400, "'nodes' must be a list of {hostname, states, ...}")
+    cluster = ctx.clusters.get(name)
+    if cluster is None:
+        raise APIError(400, f"'cluster': unknown cluster {name!r}")
+    updates = []
+    for i, n in enumerate(raw_nodes):
+        where = f"nodes[{i}]."
+        if not isinstance(n, dict):
+            raise APIError(400, f"nodes[{i}] must be an object {{hostname, states, ...}}")
+        only_fields(n, NODE_FIELDS, where)
+        host = field_str(n, "hostname", required=True, non_empty=True, max_length=MAX_NAME, where=where)
+        states = n.get("states")
+        states = [] if states is None else states
+        if not isinstance(states, list) or not all(isinstance(s, str) for s in states):
+            raise APIError(400, f"'{where}states' must be a list of strings")
+        counts = {k: field_int(n, k, minimum=0, maximum=INT64_MAX, where=where) or 0
+                  for k in ("cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning")}
+        state = nodes.scheduler_state(states)
+        sc = cluster.subcluster_for_host(host)
+        health, metrics_json = "full", None
+        if state != "down":
+            expected = sorted(sc.metrics) if sc else sorted(cluster.metrics)
+            h = health_of_host(ctx.store, cluster.name, host, expected, received)
+            health, metrics_json = h["State"], h["HealthMetrics"]
+        updates.append(nodes.NodeStateUpdate(
+            hostname=host, cluster=cluster.name, subcluster=sc.name if sc else "", time_stamp=received,
+            node_state=state, health_state=health, health_metrics=metrics_json,
+            cpus_allocated=counts["cpusAllocated"], memory_allocated=counts["memoryAllocated"],
+            gpus_allocated=counts["gpusAllocated"], jobs_running=counts["jobsRunning"]))
+    return updates
+
+
+async def update_node_states(ctx: Any, body: Any) -> dict[str, str]:
+    """Store the scheduler states of a node-state body, health taken from the metric store at arrival."""
+    updates = _node_updates(ctx, body, int(time.time()))
+    count = await ctx.db.write(nodes.add_node_states, updates)
+    return {"msg": f"updated {count} node states"}
