@@ -128,6 +128,19 @@ class MetricStoreConfig:
         return self.num_workers if self.num_workers > 0 else min((os.cpu_count() or 1) // 2 + 1, 10)
 
 
+@dataclass(frozen=True)
+class ExternalStore:
+    """One entry of ``metric-store-external``: metric loads of ``scope`` go to ``url``'s ``/api/query``.
+
+    ``scope`` is a cluster name, ``<cluster>-<subcluster>``, or ``*`` (every cluster no
+    other entry claims), as cc-backend's metricdispatch matches it.
+    """
+
+    scope: str
+    url: str
+    token: str
+
+
 @dataclass
 class Config:
     """The parsed configuration shared by all processes."""
@@ -149,6 +162,7 @@ class Config:
     metrics: dict[str, MetricSpec]
     cluster_settings: dict[str, dict[str, Any]]
     adapter_config: Path | None = None
+    metric_store_external: list[ExternalStore] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # keys that do nothing here (cc.configkeys)
 
     @property
@@ -249,6 +263,42 @@ def _parse_metric_store(d: dict[str, Any], base: Path) -> MetricStoreConfig:
     return ms
 
 
+def _parse_external(value: Any) -> list[ExternalStore]:
+    """``metric-store-external``: a list of ``{scope, url, token}`` (cc-backend's schema: all three required)."""
+    w = "metric-store-external"
+    if value is None:
+        return []
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{w}: expected a non-empty list of {{\"scope\", \"url\", \"token\"}} objects")
+    out: list[ExternalStore] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(value):
+        where = f"{w}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected an object with 'scope', 'url' and 'token', got {item!r}")
+        for key in ("scope", "url", "token"):
+            if key not in item:
+                raise ConfigError(f"{where}.{key}: is required")
+            if not isinstance(item[key], str):
+                raise ConfigError(f"{where}.{key}: must be a string, got {item[key]!r}")
+        scope, url, token = item["scope"].strip(), item["url"].strip(), item["token"]
+        if not scope:
+            raise ConfigError(f"{where}.scope: must be a cluster name, '<cluster>-<subcluster>' or '*'")
+        if scope in seen:
+            raise ConfigError(f"{where}.scope: {scope!r} is already routed by {w}[{seen[scope]}]")
+        seen[scope] = i
+        m = re.fullmatch(r"(https?)://([^/?#\s]+)(/[^?#\s]*)?", url)
+        if m is None:
+            raise ConfigError(f"{where}.url: expected http(s)://HOST[:PORT][/PATH] (the store's base URL, "
+                              f"'/api/query' is appended), got {url!r}")
+        if (m.group(3) or "").rstrip("/").endswith("/api/query"):
+            raise ConfigError(f"{where}.url: give the store's base URL without '/api/query', got {url!r}")
+        if any(c.isspace() for c in token):
+            raise ConfigError(f"{where}.token: must not contain whitespace (a JWT, or \"\" for none)")
+        out.append(ExternalStore(scope, url.rstrip("/"), token))
+    return out
+
+
 def _resolve(base: Path, p: str | os.PathLike[str]) -> Path:
     path = Path(p)
     return path if path.is_absolute() else (base / path).resolve()
@@ -333,5 +383,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         metrics=metrics,
         cluster_settings=cluster_settings,
         adapter_config=adapter_config,
+        metric_store_external=_parse_external(raw.get("metric-store-external")),
         warnings=keys.warnings,
     )

@@ -98,7 +98,11 @@ metric-store.ingest-workers             ok
 metric-store.max-body-bytes             ok
 metric-store.nats-subscriptions         warn   metric ingest from NATS is not implemented yet: send line protocol to /api/write
 metric-store.debug                      warn   the Go store's debugging aids (dump-to-file, gops) do not exist here; see GET /api/debug
-metric-store-external                   warn   external metric stores are not implemented yet: metrics come from the built-in store
+metric-store-external                   ok
+metric-store-external[]                 ok
+metric-store-external[].scope           ok
+metric-store-external[].url             ok
+metric-store-external[].token           ok
 nats                                    warn   NATS is not implemented yet
 cron                                    ok
 cron.duration-worker                    ok

@@ -12,7 +12,6 @@ from cc.db import _nodes as nodes
 from cc.db import _users as users
 from cc.webd.auth import rest_route
 from cc.webd.errors import APIError, json_response
-from cc.webd.metricstore_api import health_of_host
 
 bp = Blueprint("admin_api", __name__)
 
@@ -117,7 +116,7 @@ async def update_node_states() -> Response:
     if cluster is None:
         raise APIError(400, f"unknown cluster: {body['cluster']}")
     received = int(time.time())
-    updates = []
+    checked = []
     for i, n in enumerate(body["nodes"]):
         if not isinstance(n, dict) or not isinstance(n.get("hostname"), str) or not n["hostname"]:
             raise APIError(400, f"nodes[{i}].hostname is required")
@@ -128,12 +127,15 @@ async def update_node_states() -> Response:
             v = n.get(key, 0)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise APIError(400, f"nodes[{i}].{key} must be a non-negative integer")
-        state = nodes.scheduler_state(states)
+        checked.append((n, nodes.scheduler_state(states)))
+    # health from the store that holds each node's metrics (metric-store-external or built-in)
+    health_of = await ctx.sources.health(cluster, [n["hostname"] for n, state in checked if state != "down"])
+    updates = []
+    for n, state in checked:
         sc = cluster.subcluster_for_host(n["hostname"])
         health, metrics_json = "full", None
         if state != "down":
-            expected = sorted(sc.metrics) if sc else sorted(cluster.metrics)
-            h = health_of_host(ctx.store, cluster.name, n["hostname"], expected, received)
+            h = health_of.get(n["hostname"]) or {"State": "failed", "HealthMetrics": None}
             health, metrics_json = h["State"], h["HealthMetrics"]
         updates.append(nodes.NodeStateUpdate(
             hostname=n["hostname"], cluster=cluster.name, subcluster=sc.name if sc else "", time_stamp=received,

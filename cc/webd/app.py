@@ -23,6 +23,7 @@ from cc.clusters import MetricCatalog, load_clusters
 from cc.db import SCHEMA_VERSION, Database, check_version
 from cc.db._jobs import footprint_indexes, unindexed_footprint_keys
 from cc.jwtauth import TokenVerifier, load_public_key
+from cc.metricsource import BuiltinSource, MetricSourceError, MetricSources
 from cc.netacl import IPAllowList
 from cc.shm import Store
 from cc.webd import admin_api, config_api, jobs_api, live, login, metricstore_api, pages
@@ -56,6 +57,10 @@ def create_app(ctx: WebContext) -> QuartTrio:
     @app.errorhandler(APIError)
     async def on_api_error(e: APIError) -> Response:
         return error_response(e.status, e.message)
+
+    @app.errorhandler(MetricSourceError)
+    async def on_source_error(e: MetricSourceError) -> Response:
+        return error_response(502, str(e))  # an external store failed: its URL and why, no traceback
 
     @app.errorhandler(404)
     async def on_404(e) -> Response:
@@ -106,6 +111,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     @app.after_serving
     async def close_clients() -> None:
         await app.config["INGEST_CLIENT"].aclose()
+        await ctx.sources.aclose()
         ctx.db.close()
 
     return app
@@ -126,10 +132,15 @@ def build_context(cfg, instance: str, slot: int, ingest_url: str) -> WebContext:
     if version != SCHEMA_VERSION:
         raise SystemExit(f"job database {cfg.db_path} has version {version}, expected {SCHEMA_VERSION}: "
                          "run 'cc-supervise migrate-db'")
-    return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=MetricCatalog(clusters, cfg.metrics),
+    catalog = MetricCatalog(clusters, cfg.metrics)
+    limiter = trio.CapacityLimiter(4)
+    sources = MetricSources(BuiltinSource(store, lambda: catalog, limiter), cfg.metric_store_external)
+    for line in sources.describe():
+        log.info("metric-store-external: %s", line)
+    return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=catalog,
                       verifier=verifier, allow=IPAllowList(cfg.api_allowed_ips), ingest_url=ingest_url,
-                      slot=slot, query_limiter=trio.CapacityLimiter(4), db=Database(cfg.db_path),
-                      archive=open_archive(cfg), login_limiter=LoginLimiter())
+                      slot=slot, query_limiter=limiter, db=Database(cfg.db_path),
+                      archive=open_archive(cfg), login_limiter=LoginLimiter(), sources=sources)
 
 
 async def index_footprints(ctx: WebContext) -> None:

@@ -1,5 +1,8 @@
 """cc-metric-store's REST API served from shared memory: query, free, debug, healthcheck, write.
 
+These are the built-in store's own endpoints (what a front installation's
+``metric-store-external`` asks), so they never forward to an external store.
+
 ``/api/write`` on the web port is forwarded to the ingest workers so collectors set
 up for cc-backend's built-in store keep working; the ingest port scales better.
 """
@@ -16,6 +19,7 @@ import trio
 from quart import Blueprint, Response, current_app, request
 
 from cc import ipc
+from cc.metricsource import health_of_host
 from cc.query import QueryError, execute, parse_request
 from cc.shm import Store
 from cc.webd.auth import api_route
@@ -23,9 +27,6 @@ from cc.webd.errors import APIError, error_response, json_response
 
 log = logging.getLogger("web.metricstore")
 bp = Blueprint("metricstore", __name__)
-
-MAX_MISSING_POINTS = 5  # a series is stale after this many missing timesteps (as cc-metric-store)
-
 
 def _ctx():
     return current_app.config["CC"]
@@ -141,37 +142,6 @@ async def debug() -> Response:
         tree[host] = {m: [_series_info(store, s, now) for s in sids] for m, sids in sorted(series.items())}
     doc["data"] = {cluster: tree}
     return json_response(doc)
-
-
-def health_of_host(store: Store, cluster: str, host: str, metrics: list[str], now: float) -> dict[str, Any]:
-    """cc-metric-store's rule: missing = no series; degraded = a series older than 5 timesteps."""
-    series = store.series_of_host(cluster, host)
-    missing, degraded = [], []
-    for m in metrics:
-        sids = series.get(m)
-        if not sids:
-            missing.append(m)
-            continue
-        lasts = store.last_bins(sids)
-        freq = store.frequency_of(sids[0])
-        ends = (lasts + 1) * freq
-        if (lasts < 0).any() or (now - ends > MAX_MISSING_POINTS * freq).any():
-            degraded.append(m)
-    healthy = len(metrics) - len(missing) - len(degraded)
-    if not series:
-        state = "failed"
-    elif not missing and not degraded:
-        state = "full"
-    elif healthy == 0:
-        state = "failed"
-    else:
-        state = "partial"
-    return {
-        "State": state,
-        "HealthMetrics": orjson.dumps({"missing": missing, "degraded": degraded}).decode(),
-        "missing": missing,
-        "degraded": degraded,
-    }
 
 
 @bp.route("/api/healthcheck", methods=["GET", "POST"])
