@@ -132,9 +132,10 @@ async def test_jetstream_pull_consumer_redelivers_unacked(server):
         with trio.fail_after(10):
             while len(again) < 2:  # not acked: delivered again after ack-wait
                 for m in await pc.fetch(10, 1.0):
-                    again[m.data] = m
-        assert sorted(again) == [b"a", b"b"] and all(m.delivered >= 2 for m in again.values())
+                    if m.delivered >= 2:
+                        again[m.data] = m
+        assert sorted(again) == [b"a", b"b"]
         await pc.ack(list(again.values()))
-        await trio.sleep(1.5)  # anything still redelivered is from before the ack; then nothing more
-        await pc.ack(await pc.fetch(10, 0.5))
-        assert await pc.fetch(10, 1.5) == []
+        with trio.fail_after(15):  # copies already in flight before the ack may come once more; then quiet
+            while late := await pc.fetch(10, 2.5):
+                await pc.ack(late)
