@@ -19,6 +19,7 @@ _LAZY = {
     **dict.fromkeys(("CLOSED", "CONNECTED", "CONNECTING", "DISCONNECTED", "AsyncioThread", "Msg", "NatsClient",
                      "NatsError", "PullConsumer", "Subscription", "probe"), "cc.nats._bridge"),
     **dict.fromkeys(("Event", "decode_events", "encode_event"), "cc.nats._events"),
+    "StateReporter": "cc.nats._report",
 }
 
 __all__ = ["NatsConfigError", "NatsSettings", "check_seed_file", "parse_nats", "parse_servers", *_LAZY]

@@ -411,14 +411,27 @@ class NatsClient:
 
         try:
             await self.aio.call(go())
-        except (nats.errors.Error, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, nats.errors.Error, OSError) as e:
             raise NatsError(f"publish to {subject!r} failed: {describe(e)}") from None
+
+    async def js_publish(self, subject: str, payloads: list[bytes], timeout: float = 5.0) -> None:
+        """Publish to a JetStream stream, returning once the server stored every message (PubAck)."""
+        async def go() -> None:
+            js = self.nc.jetstream(timeout=timeout)
+            for k in range(0, len(payloads), 500):  # bounded number of unacknowledged publishes
+                for f in [await js.publish_async(subject, p) for p in payloads[k:k + 500]]:
+                    await f
+
+        try:
+            await self.aio.call(go())
+        except (nats.errors.Error, OSError, TimeoutError) as e:
+            raise NatsError(f"JetStream publish to {subject!r} failed: {describe(e)}") from None
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Return once the server has received everything published before (PING/PONG)."""
         try:
             await self.aio.call(self.nc.flush(timeout=timeout))
-        except (nats.errors.Error, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, nats.errors.Error, OSError) as e:
             raise NatsError(f"flush failed: {describe(e)}") from None
 
     # -- subscribing ----------------------------------------------------------------------------
@@ -474,7 +487,7 @@ class NatsClient:
 
         try:
             psub = await self.aio.call(go())
-        except (nats.errors.Error, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, nats.errors.Error, OSError) as e:
             raise NatsError(f"JetStream consumer {durable!r} on stream {stream!r} ({subject!r}): "
                             f"{describe(e)}") from None
         return PullConsumer(self, stream, durable, psub)
