@@ -1,10 +1,12 @@
 """A sharded deployment's cost per component, and the query latency of an external store vs the built-in one.
 
 Deployment (default shape): 1000 nodes x 20 node-scope metrics at 60 s, split over two clusters of 500 nodes
-(``ca``, ``cb``), each held by its own store installation (``cc-supervise run``, 1 ingest worker); one front
-installation (job database, UI, archiver, 1 ingest worker) has ``metric-store-external`` naming both stores.
-Collectors are simulated by this script: first ``--history`` of points per series over HTTP ``/api/write`` to
-each store's ingest address, then, during the ``--steady`` phase, one point per series every timestep.  During
+(``ca``, ``cb``), each held by its own store installation (``cc-supervise run``, 1 ingest worker) subscribed
+to its cluster's subject on one nats-server (``hpc.ca``, ``hpc.cb``, ``cluster-tag``); one front installation
+(job database, UI, archiver, 1 ingest worker) has ``metric-store-external`` naming both stores.  Collectors
+are simulated by this script: first ``--history`` of points per series published on the cluster's subject
+(``--transport http``: posted to the store's ``/api/write``), then, during the ``--steady`` phase, one point
+per series every timestep.  During
 the steady phase a "user" asks the front every ``--view-every`` seconds for a job view (GraphQL ``jobMetrics``
 of a 64-node job on ``ca``, all 20 metrics) and a node list page (``nodeMetricsList`` of ``cb``, 50 nodes,
 20 metrics, the last hour).
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,8 +50,10 @@ from bench._common import (  # noqa: E402
     wait_children_up,
 )
 from tests.graphql_helpers import add_users  # noqa: E402
+from tests.nats_server import NatsServer  # noqa: E402
 
 BATCH = 5000
+NATS_BATCH = 1000  # lines per NATS message (~50 KB, well below the server's 1 MB max_payload)
 JOB_NODES = 64
 JOB_METRICS = ("query($id: ID!, $m: [String!]) { jobMetrics(id: $id, metrics: $m, scopes: [node]) "
                "{ name metric { series { hostname data } } } }")
@@ -64,9 +70,42 @@ def value(h: int, m: int, ts: int) -> float:
     return float((h * 31 + m * 7 + ts // 60) % 1000) / 4.0
 
 
-def lines_for(cluster: str, hosts: list[str], metrics: list[str], stamps: list[int]) -> list[bytes]:
-    return [f"{m},cluster={cluster},hostname={h},type=node value={value(hi, mi, ts)} {ts}".encode()
+def lines_for(cluster: str | None, hosts: list[str], metrics: list[str], stamps: list[int]) -> list[bytes]:
+    """Node-scope line protocol; without ``cluster`` no cluster tag (a NATS subscription's cluster-tag adds it)."""
+    tag = f",cluster={cluster}" if cluster else ""
+    return [f"{m}{tag},hostname={h},type=node value={value(hi, mi, ts)} {ts}".encode()
             for ts in stamps for hi, h in enumerate(hosts) for mi, m in enumerate(metrics)]
+
+
+def publish_all(url: str, subject: str, rows: list[bytes]) -> float:
+    """Publish ``rows`` on ``subject`` in messages of NATS_BATCH lines; seconds until the server has them all."""
+    import trio
+
+    from cc.nats import NatsClient, parse_nats
+
+    async def run() -> None:
+        async with NatsClient(parse_nats({"address": url}), name="bench-collectors") as nc:
+            if not await nc.wait_connected(10):
+                raise RuntimeError(f"no connection to {url}")
+            await nc.publish_many(subject, [b"\n".join(rows[i:i + NATS_BATCH])
+                                            for i in range(0, len(rows), NATS_BATCH)], flush_timeout=60)
+
+    t = time.perf_counter()
+    trio.run(run)
+    return time.perf_counter() - t
+
+
+def written(inst) -> int:
+    r = httpx.get(inst.web + "/api/debug", headers={"Authorization": f"Bearer {inst.token()}"}, timeout=30)
+    return int(r.json()["counters"]["points_written"])
+
+
+def wait_written(inst, n: int, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while (got := written(inst)) < n:
+        if time.time() > deadline:
+            raise RuntimeError(f"{inst.web}: {got:,} of {n:,} points written after {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def post_all(inst, rows: list[bytes]) -> float:
@@ -152,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady", type=int, default=180, help="seconds of steady ingest and viewing")
     ap.add_argument("--view-every", type=float, default=5.0, help="seconds between the user's views")
     ap.add_argument("--reps", type=int, default=20, help="rounds of the latency comparison")
+    ap.add_argument("--transport", choices=("nats", "http"), default="nats", help="how collectors reach the stores")
     add_set_option(ap)
     args = ap.parse_args(argv)
     header("sharded deployment: 2 store installations + 1 front (metric-store-external)")
@@ -168,21 +208,53 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   shape: {args.nodes} nodes x {args.metrics} metrics at {step} s ({args.nodes * args.metrics:,} series), "
           f"{args.history} h history ({len(stamps)} points per series), retention {retention}")
 
-    with installation(clusters={"ca": docs["ca"]}, retention=retention, settings=settings) as sa, \
-            installation(clusters={"cb": docs["cb"]}, retention=retention, settings=settings) as sb:
+    tmp = Path(tempfile.mkdtemp(prefix="ccbench-nats-"))
+    srv = NatsServer(tmp).start() if args.transport == "nats" else None
+
+    def store_settings(c: str) -> dict:
+        if srv is None:
+            return settings
+        return {**settings, "nats": {"address": srv.url},
+                "metric-store.nats-subscriptions": [{"subscribe-to": f"hpc.{c}", "cluster-tag": c}]}
+
+    try:
+        return run(args, docs, hosts, metrics, stamps, retention, settings, store_settings, srv)
+    finally:
+        if srv is not None:
+            srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args, docs, hosts, metrics, stamps, retention, settings, store_settings, srv) -> int:
+    step = args.timestep
+
+    def deliver(c: str, inst, stamps_: list[int]) -> tuple[int, float]:
+        if srv is None:
+            rows = lines_for(c, hosts[c], metrics, stamps_)
+            return len(rows), post_all(inst, rows)
+        rows = lines_for(None, hosts[c], metrics, stamps_)
+        return len(rows), publish_all(srv.url, f"hpc.{c}", rows)
+
+    with installation(clusters={"ca": docs["ca"]}, retention=retention, settings=store_settings("ca")) as sa, \
+            installation(clusters={"cb": docs["cb"]}, retention=retention, settings=store_settings("cb")) as sb:
         stores = {"ca": sa, "cb": sb}
         ext = [{"scope": c, "url": s.web, "token": s.token("front", ["api"])} for c, s in stores.items()]
         with installation(clusters=docs, retention=retention,
                           settings={**settings, "metric-store-external": ext}) as front:
             add_users(front)
             for c, s in stores.items():
-                rows = lines_for(c, hosts[c], metrics, stamps)
-                dt = post_all(s, rows)
-                print(f"   history into store-{c}: {len(rows):,} points in {dt:.1f} s ({len(rows) / dt:,.0f} points/s)")
+                t = time.perf_counter()
+                n, _ = deliver(c, s, stamps)
+                wait_written(s, n)
+                dt = time.perf_counter() - t
+                print(f"   history into store-{c} ({args.transport}): {n:,} points in {dt:.1f} s "
+                      f"({n / dt:,.0f} points/s)")
             job_ca = start_job(front, 1, "ca", hosts["ca"][:JOB_NODES], stamps[0])
             token = front.token("admin", ["admin", "api"])
             comps = {"store-ca": sa, "store-cb": sb, "front": front}
             procs = {name: processes(inst) for name, inst in comps.items()}
+            if srv is not None:
+                procs["nats"] = [("nats-server", srv.proc.pid)]
             cpu0 = {(c, p): cpu_seconds(pid) for c, plist in procs.items() for p, pid in plist}
             views: list[tuple[float, float]] = []
             lists: list[tuple[float, float]] = []
@@ -196,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                         if stop.wait(max(0.0, nxt - time.time())):
                             return
                         for c, s in stores.items():
-                            post_all(s, lines_for(c, hosts[c], metrics, [nxt]))
+                            deliver(c, s, [nxt])
                         nxt += step
                 except BaseException as e:  # noqa: BLE001 - reported by the main thread
                     errors.append(e)
@@ -236,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
                     tot_priv += priv
                     tot_cpu += cpu
                     print(f"   | {c} | {p} | {rss / 2**20:.1f} | {priv / 2**20:.1f} | {cpu:.2f} |")
+                if c not in comps:
+                    continue
                 shm = shm_bytes(comps[c])
                 print(f"   | **{c}** | all ({len(plist)}) + shm {shm / 2**20:.1f} MiB | {tot_rss / 2**20:.1f} | "
                       f"{tot_priv / 2**20:.1f} (+ shm = {(tot_priv + shm) / 2**20:.1f}) | {tot_cpu:.2f} |")

@@ -1,30 +1,63 @@
-"""A sharded deployment end to end: two store installations, each holding one cluster's metrics, and one front
-installation (job database, UI, archive) whose metric-store-external names both.  A job on each cluster shows
-its plots through the front (GraphQL jobMetrics, REST /api/jobs/{id}) and is archived with its data."""
+"""A sharded deployment end to end: one nats-server, two store installations each subscribed to its own
+cluster's subject, and one front installation (job database, UI, archive) whose metric-store-external names
+both stores.  A job on each cluster shows its plots through the front (GraphQL jobMetrics, REST
+/api/jobs/{id}) and is archived with its data."""
 
 from __future__ import annotations
 
 import pytest
+import trio
 
 from cc.archive import JobArchive
 from cc.db import connect
+from cc.nats import NatsClient, parse_nats
 from tests.graphql_helpers import add_users
 from tests.helpers import running, small_cluster
-from tests.test_external_store import JOB_METRICS, T0, gql, ingest, lines, rest, start, stop, wait_for
+from tests.nats_server import NatsServer
+from tests.test_external_store import JOB_METRICS, T0, gql, lines, rest, start, stop, wait_for
+
+pytestmark = pytest.mark.slow
 
 CLUSTERS = {"ca": ("a01", "a02"), "cb": ("b01",)}
+BASE = {"ca": 100, "cb": 500}
+
+
+async def publish(url: str, subject: str, rows: list[str], per_message: int = 50) -> None:
+    """What the cluster's collectors do: line protocol on the cluster's subject (no cluster tag)."""
+    payloads = ["\n".join(rows[i:i + per_message]).encode() for i in range(0, len(rows), per_message)]
+    async with NatsClient(parse_nats({"address": url}), name="collectors") as nc:
+        assert await nc.wait_connected(10)
+        await nc.publish_many(subject, payloads, flush_timeout=10)
+
+
+def points_in(inst, cluster: str, host: str) -> int:
+    r = inst.query({"cluster": cluster, "from": T0, "to": T0 + 199, "queries": [{"metric": "cpu_load", "host": host}]})
+    res = r.json()["results"][0] if r.status_code == 200 else []
+    return sum(v is not None for v in res[0]["data"]) if res else 0
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """store-ca, store-cb (each: its own cluster.json, collectors writing to it) and the front."""
+    """nats-server; store-ca, store-cb (each: its own cluster.json and subject) and the front."""
     root = tmp_path_factory.mktemp("sharded")
-    with running(root / "store-ca", ingest_workers=1, clusters={"ca": small_cluster("ca")}) as sa, \
-            running(root / "store-cb", ingest_workers=1, clusters={"cb": small_cluster("cb")}) as sb:
+
+    def store(name: str):
+        return running(root / f"store-{name}", ingest_workers=1, clusters={name: small_cluster(name)},
+                       extra_config={"nats": {"address": srv.url}, "metric-store": {
+                           "nats-subscriptions": [{"subscribe-to": f"hpc.{name}", "cluster-tag": name}]}})
+
+    with NatsServer(root / "nats") as srv, store("ca") as sa, store("cb") as sb:
         stores = {"ca": sa, "cb": sb}
-        for name, inst in stores.items():  # what the cluster's collectors send to its store
-            base = 100 if name == "ca" else 500
-            ingest(inst, [row for i, host in enumerate(CLUSTERS[name]) for row in lines(name, host, base + 10 * i)])
+        for name, inst in stores.items():
+            rows = [row.replace(f",cluster={name}", "") for i, host in enumerate(CLUSTERS[name])
+                    for row in lines(name, host, BASE[name] + 10 * i)]
+            wait_for(lambda inst=inst, name=name: all(p.get("nats") == "connected" for p in inst.status()["processes"]
+                                                      if p["name"].startswith("ingest-")), 30, f"store-{name} on NATS")
+            trio.run(publish, srv.url, f"hpc.{name}", rows)
+        for name, inst in stores.items():
+            for host in CLUSTERS[name]:
+                wait_for(lambda inst=inst, name=name, host=host: points_in(inst, name, host) == 20, 30,
+                         f"the points of {host} in store-{name}")
         ext = [{"scope": name, "url": inst.web, "token": inst.token("front", ["api"])} for name, inst in stores.items()]
         with running(root / "front", ingest_workers=1, clusters={n: small_cluster(n) for n in CLUSTERS},
                      extra_config={"metric-store-external": ext}) as front:
