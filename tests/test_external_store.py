@@ -206,6 +206,8 @@ def test_store_errors_name_the_url(front, store):
     assert f"external metric store {front.closed_url} (/api/query): not reachable" in doc["errors"][0]["message"]
     r = rest(front, "GET", f"/api/jobs/{front.ids['c3']}?all-metrics=true")
     assert r.status_code == 502 and front.closed_url in r.json()["error"] and "Traceback" not in r.text
+    r = rest(front, "GET", f"/api/jobs/metrics/{front.ids['c3']}")  # cc-backend's shape: data null, error message
+    assert r.status_code == 200 and r.json()["data"] is None and front.closed_url in r.json()["error"]["message"]
     q = "query($from: Time!, $to: Time!) { nodeMetrics(cluster: \"c3\", from: $from, to: $to) { host } }"
     assert front.closed_url in gql(front, q, SPAN)["errors"][0]["message"]
     assert "not reachable" in (front.root / "var/log/web.log").read_text()  # logged once, as a warning
