@@ -147,8 +147,8 @@ class NatsIngest:
                     except Exception as e:  # noqa: BLE001 - a disconnect or server restart: wait, fetch again
                         failures += 1
                         if failures == 1:
-                            log.warning("JetStream fetch from %r failed (%s); waiting for the connection",
-                                        sub.stream, e)
+                            log.warning("JetStream fetch from %r failed (%s: %s); fetching again", sub.stream,
+                                        type(e).__name__, e)
                         await nc.wait_connected()
                         await trio.sleep(min(2.0, 0.1 * failures))
                         continue

@@ -70,7 +70,9 @@ class AsyncioThread:
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
 
-        def wake(_f: concurrent.futures.Future) -> None:
+        def wake(f: concurrent.futures.Future) -> None:
+            if not f.cancelled():
+                f.exception()  # retrieved here, so asyncio never logs it as "never retrieved"
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(done.set)
 
@@ -202,7 +204,7 @@ class PullConsumer:
         async def go() -> list[Msg]:
             try:
                 got = await self._psub.fetch(batch, timeout=timeout)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
                 return []
             return [Msg(m.subject, m.data, m.metadata.num_delivered, m) for m in got]
 
