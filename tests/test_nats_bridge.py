@@ -184,3 +184,27 @@ def test_config_keys_are_validated_naming_the_key(tmp_path):
     for over, msg in bad:
         with pytest.raises(ConfigError, match=msg):
             load(**over)
+
+
+def _user_seed() -> tuple[str, str]:
+    import os as _os
+
+    import nkeys
+
+    seed = nkeys.encode_seed(_os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    return seed.decode(), nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+async def test_nkey_seed_file_authenticates(tmp_path):
+    seed, public = _user_seed()
+    other, _ = _user_seed()
+    conf = f"authorization {{ users = [ {{ nkey: {public} }} ] }}\n"
+    with NatsServer(tmp_path / "nk", extra_conf=conf) as srv:
+        (tmp_path / "good.seed").write_text(seed + "\n")
+        (tmp_path / "bad.seed").write_text(other + "\n")
+        good = parse_nats({"address": srv.url, "nkey-seed-file": str(tmp_path / "good.seed")})
+        assert await probe(good, timeout=2) == srv.url
+        async with NatsClient(good, name="nk") as nc:
+            assert await nc.wait_connected(5)
+        with pytest.raises(NatsError, match="nats.nkey-seed-file: the NATS server .* refused the credentials"):
+            await probe(parse_nats({"address": srv.url, "nkey-seed-file": str(tmp_path / "bad.seed")}), timeout=2)
