@@ -46,9 +46,12 @@ def run_nats(bodies: list[tuple[bytes, int]], workers: int, hwthreads: int, jets
     from cc.nats import NatsClient, parse_nats
     from cc.shm import Store
 
-    sub = {"subscribe-to": SUBJECT}
-    if jetstream:
-        sub["stream"] = f"BENCH{int(time.time() * 1000) % 10**9}"  # a fresh stream per run
+    subject = SUBJECT
+    sub = {"subscribe-to": subject}
+    if jetstream:  # a fresh stream per run, on its own subject (streams may not share subjects)
+        run_id = int(time.time() * 1000) % 10**9
+        subject = f"{SUBJECT}.{run_id}"
+        sub = {"subscribe-to": subject, "stream": f"BENCH{run_id}"}
     clusters = {"c1": cluster_doc("c1", [("cpu_load", "hwthread", "avg")], sockets=2,
                                   cores_per_socket=hwthreads // 2, timestep=60)}
     total = sum(n for _, n in bodies)
@@ -69,7 +72,7 @@ def run_nats(bodies: list[tuple[bytes, int]], workers: int, hwthreads: int, jets
                 await nc.wait_connected(10)
                 t0 = time.perf_counter()
                 for k in range(0, len(payloads), 20):
-                    await nc.publish_many(SUBJECT, payloads[k:k + 20], flush_timeout=30)
+                    await nc.publish_many(subject, payloads[k:k + 20], flush_timeout=30)
                 def arrived() -> int:  # a redelivered message's points count apart (cc/ingestd/_nats.py)
                     c = store.counter_totals()
                     return c["points_written"] + c["nats_redelivered_points"]

@@ -481,8 +481,12 @@ class NatsClient:
                 try:
                     await js.add_stream(cfg)
                     self.log.info("created JetStream stream %r for subject %r", stream, subject)
-                except nats.js.errors.BadRequestError:
-                    pass  # created by a sibling meanwhile
+                except nats.js.errors.BadRequestError as e:
+                    try:  # created by a sibling meanwhile?
+                        await js.stream_info(stream)
+                    except nats.js.errors.NotFoundError:  # no: e.g. another stream captures the subject
+                        raise NatsError(f"cannot create JetStream stream {stream!r} for {subject!r}: "
+                                        f"{getattr(e, 'description', None) or describe(e)}") from None
             cc = nats.js.api.ConsumerConfig(durable_name=durable, ack_policy=nats.js.api.AckPolicy.EXPLICIT,
                                             ack_wait=ack_wait, max_ack_pending=max_ack_pending,
                                             filter_subject=subject)
