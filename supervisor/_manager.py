@@ -457,6 +457,9 @@ class Supervisor:
         """A wrong NATS address or bad credentials is a start-up error naming the key (later
         outages are warnings in the children, which reconnect by themselves)."""
         cfg = self.cfg
+        if cfg.nats is not None and not (cfg.metric_store.nats_subscriptions or cfg.api_subjects):
+            log.warning("config key 'nats' is set, but neither metric-store.nats-subscriptions nor "
+                        "main.api-subjects uses it: no process here connects to %s", cfg.nats.address)
         if cfg.nats is None or not (cfg.metric_store.nats_subscriptions or cfg.api_subjects):
             return
         from cc.nats import NatsError, probe

@@ -139,3 +139,72 @@ async def test_jetstream_pull_consumer_redelivers_unacked(server):
         with trio.fail_after(15):  # copies already in flight before the ack may come once more; then quiet
             while late := await pc.fetch(10, 2.5):
                 await pc.ack(late)
+
+
+def test_config_keys_are_validated_naming_the_key(tmp_path):
+    import orjson
+
+    from cc.config import ConfigError, load_config
+    from supervisor._init import init_directory
+
+    init_directory(tmp_path, [], "127.0.0.1:0", "127.0.0.1:0", memory_cap_gb=0.1)
+    base = orjson.loads((tmp_path / "config.json").read_bytes())
+
+    def load(**over):
+        doc = orjson.loads(orjson.dumps(base))
+        for k, v in over.items():  # "section__key" sets doc[section][key], "section" sets doc[section]
+            sec, _, key = k.partition("__")
+            if key:
+                doc.setdefault(sec, {})[key] = v
+            else:
+                doc[sec] = v
+        (tmp_path / "config.json").write_bytes(orjson.dumps(doc))
+        return load_config(tmp_path / "config.json")
+
+    ok = load(nats={"address": "nats://127.0.0.1:4222"},
+              **{"metric-store__nats-subscriptions": [{"subscribe-to": "a.b", "cluster-tag": "c1"},
+                                                      {"subscribe-to": "x.>", "stream": "S", "ack-wait": "5s"}],
+                 "main__api-subjects": {"subject-job-event": "j", "subject-node-state": "n"}})
+    subs = ok.metric_store.nats_subscriptions
+    assert subs[0].cluster_tag == "c1" and subs[0].stream is None
+    assert subs[1].stream == "S" and subs[1].ack_wait == 5.0 and ok.api_subjects.node_state == "n"
+    assert not [w for w in ok.warnings if "nats" in w or "api-subjects" in w]
+    bad = [
+        ({"metric-store__nats-subscriptions": [{"subscribe-to": "a"}]}, "needs the top-level 'nats' key"),
+        ({"nats": {"address": "nats://h:1"}, "metric-store__nats-subscriptions": [{"cluster-tag": "c"}]},
+         r"nats-subscriptions\[0\].subscribe-to"),
+        ({"nats": {"address": "nats://h:1"}, "metric-store__nats-subscriptions": [{"subscribe-to": "a", "durable": "d"}]},
+         r"nats-subscriptions\[0\].durable needs"),
+        ({"nats": {"address": "nats://h:1"}, "metric-store__nats-subscriptions": [{"subscribe-to": "a", "bogus": 1}]},
+         r"unknown config key 'metric-store.nats-subscriptions\[\].bogus'"),
+        ({"nats": {"address": "nats://h:1"}, "main__api-subjects": {"subject-job-event": "j"}},
+         "main.api-subjects.subject-node-state is required"),
+        ({"nats": {"address": "nats://h:1", "passwort": "x"}}, "unknown config key 'nats.passwort'"),
+    ]
+    for over, msg in bad:
+        with pytest.raises(ConfigError, match=msg):
+            load(**over)
+
+
+def _user_seed() -> tuple[str, str]:
+    import os as _os
+
+    import nkeys
+
+    seed = nkeys.encode_seed(_os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    return seed.decode(), nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+async def test_nkey_seed_file_authenticates(tmp_path):
+    seed, public = _user_seed()
+    other, _ = _user_seed()
+    conf = f"authorization {{ users = [ {{ nkey: {public} }} ] }}\n"
+    with NatsServer(tmp_path / "nk", extra_conf=conf) as srv:
+        (tmp_path / "good.seed").write_text(seed + "\n")
+        (tmp_path / "bad.seed").write_text(other + "\n")
+        good = parse_nats({"address": srv.url, "nkey-seed-file": str(tmp_path / "good.seed")})
+        assert await probe(good, timeout=2) == srv.url
+        async with NatsClient(good, name="nk") as nc:
+            assert await nc.wait_connected(5)
+        with pytest.raises(NatsError, match="nats.nkey-seed-file: the NATS server .* refused the credentials"):
+            await probe(parse_nats({"address": srv.url, "nkey-seed-file": str(tmp_path / "bad.seed")}), timeout=2)

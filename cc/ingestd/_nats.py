@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ingest.nats")
 
 CHUNK_BYTES = 4 << 20  # messages parsed together in one body, at most
-FETCH_BATCH = 256
+FETCH_BATCH = 256  # messages per JetStream fetch at most; fewer for big messages (FETCH_BYTES)
+FETCH_BYTES = 8 << 20  # so a fetched batch is written and acked long before ack-wait, even under load
 FETCH_TIMEOUT = 1.0
 LOG_EVERY = 5.0  # at most one "malformed" log line per subscription this often (the rest is counted)
 
@@ -135,28 +136,39 @@ class NatsIngest:
                 await nc.wait_connected()
         log.info("NATS: ingest worker %d reads %r from JetStream stream %r (durable consumer %s)", self.worker,
                  sub.subject, sub.stream, durable)
+        # fetch -> write -> ack as three tasks: the next batch is on its way while one is parsed,
+        # and the one before waits for its WAL fsync meanwhile
+        fetched_send, fetched_recv = trio.open_memory_channel[list[Msg]](1)
         acks_send, acks_recv = trio.open_memory_channel[tuple[list[Msg], _Outcome]](4)
         async with trio.open_nursery() as n:
             n.start_soon(self._acker, pc, acks_recv)
-            async with acks_send:
-                failures = 0
-                while not self.stopping:
-                    try:
-                        msgs = await pc.fetch(FETCH_BATCH, FETCH_TIMEOUT)
-                        failures = 0
-                    except Exception as e:  # noqa: BLE001 - a disconnect or server restart: wait, fetch again
-                        failures += 1
-                        if failures == 1:
-                            log.warning("JetStream fetch from %r failed (%s); waiting for the connection",
-                                        sub.stream, e)
-                        await nc.wait_connected()
-                        await trio.sleep(min(2.0, 0.1 * failures))
-                        continue
-                    if not msgs:
-                        continue
-                    self.inflight += len(msgs)
+            n.start_soon(self._fetcher, nc, pc, sub, fetched_send)
+            async with acks_send, fetched_recv:
+                async for msgs in fetched_recv:
                     out = await self._ingest(sub, msgs)
                     await acks_send.send((msgs, out))
+
+    async def _fetcher(self, nc: NatsClient, pc, sub: NatsSubscription, fetched_send) -> None:
+        failures = 0
+        avg = 1024.0  # running mean message size: how many messages make FETCH_BYTES
+        async with fetched_send:
+            while not self.stopping:
+                try:
+                    msgs = await pc.fetch(max(1, min(FETCH_BATCH, int(FETCH_BYTES / avg))), FETCH_TIMEOUT)
+                    failures = 0
+                except Exception as e:  # noqa: BLE001 - a disconnect or server restart: wait, fetch again
+                    failures += 1
+                    if failures == 1:
+                        log.warning("JetStream fetch from %r failed (%s: %s); fetching again", sub.stream,
+                                    type(e).__name__, e)
+                    await nc.wait_connected()
+                    await trio.sleep(min(2.0, 0.1 * failures))
+                    continue
+                if not msgs:
+                    continue
+                avg = 0.7 * avg + 0.3 * (sum(len(m.data) for m in msgs) / len(msgs))
+                self.inflight += len(msgs)
+                await fetched_send.send(msgs)
 
     async def _acker(self, pc, acks_recv) -> None:
         syncer = self.app.syncer

@@ -189,8 +189,21 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("web serving on %s", sock.getsockname())
     sock.detach()
 
+    events = None
+    if cfg.nats is not None and cfg.api_subjects is not None:
+        from cc.webd.natsapi import NatsEvents
+
+        events = NatsEvents(app, cfg)
+
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         nursery.start_soon(index_footprints, ctx)
+        if events is not None:  # after the app serves: stop_job needs its nursery (archiver wake-up)
+            async def start_events() -> None:
+                while getattr(app, "nursery", None) is None:
+                    await trio.sleep(0.05)
+                await events.run()
+
+            nursery.start_soon(start_events)
         await serve(app, hc, shutdown_trigger=shutdown.wait)
 
     proc.run(run_app, logger)

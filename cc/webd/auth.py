@@ -8,6 +8,7 @@ decides what the caller may see.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections import deque
@@ -21,6 +22,10 @@ from cc.db._users import get_user
 from cc.jwtauth import AuthError, Claims, token_from_headers
 from cc.webd.errors import APIError
 from cc.webd.sessions import end_session, session_username
+
+#: Set only by in-process callers (the NATS event consumer, cc/webd/natsapi.py) around a request
+#: they make to a REST route themselves; nothing a client sends can set it.
+INTERNAL_VIEWER: contextvars.ContextVar[Viewer | None] = contextvars.ContextVar("internal_viewer", default=None)
 
 
 def client_ip() -> str:
@@ -58,6 +63,9 @@ def _verified_claims() -> Claims | None:
 
 
 async def authenticate_jwt() -> tuple[Claims | None, Viewer | None]:
+    internal = INTERNAL_VIEWER.get()
+    if internal is not None:
+        return None, internal
     claims = _verified_claims()
     if claims is None:
         return None, Viewer("anonymous", ("admin", "api"))
