@@ -21,6 +21,7 @@ import orjson
 
 from cc.authconfig import AuthConfigError, AuthSettings, parse_auth
 from cc.configkeys import audit
+from cc.nats._settings import NatsConfigError, NatsSettings, parse_nats
 
 DEFAULT_WEB_ADDR = "127.0.0.1:8080"
 DEFAULT_INGEST_ADDR = "127.0.0.1:8082"
@@ -115,6 +116,81 @@ class MetricSpec:
     aggregation: str | None  # "sum", "avg" or None (no cross-scope aggregation)
 
 
+@dataclass(frozen=True)
+class NatsSubscription:
+    """One ``metric-store.nats-subscriptions`` entry; ``stream`` set = JetStream mode (ours)."""
+
+    subject: str
+    cluster_tag: str | None = None
+    stream: str | None = None
+    durable: str | None = None
+    ack_wait: float = 30.0
+    where: str = "metric-store.nats-subscriptions[0]"
+
+
+@dataclass(frozen=True)
+class ApiSubjects:
+    """``main.api-subjects``: where the web process takes job and node-state events from."""
+
+    job_event: str
+    node_state: str
+
+
+_NATS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_SUBJECT_RE = re.compile(r"^[^\s]+$")
+
+
+def _subject(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not v or not _SUBJECT_RE.match(v) or v.startswith(".") or v.endswith(".") \
+            or ".." in v:
+        raise ConfigError(f"{where}: expected a NATS subject like 'hpc.metrics' (wildcards * and > allowed), got {v!r}")
+    return v
+
+
+def _parse_subscriptions(subs: Any, w: str, retention: int) -> list[NatsSubscription]:
+    if not isinstance(subs, list):
+        raise ConfigError(f"{w}.nats-subscriptions must be a list of {{subscribe-to, cluster-tag}}")
+    out = []
+    for i, sub in enumerate(subs):
+        where = f"{w}.nats-subscriptions[{i}]"
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{where}: expected an object with 'subscribe-to'")
+        subject = _subject(sub.get("subscribe-to"), f"{where}.subscribe-to")
+        tag = sub.get("cluster-tag") or None
+        if tag is not None and (not isinstance(tag, str) or "/" in tag or ".." in tag):
+            raise ConfigError(f"{where}.cluster-tag: expected a cluster name, got {tag!r}")
+        stream, durable = sub.get("stream") or None, sub.get("durable") or None
+        for key, v in (("stream", stream), ("durable", durable)):
+            if v is not None and (not isinstance(v, str) or not _NATS_NAME_RE.match(v)):
+                raise ConfigError(f"{where}.{key}: expected a name of letters, digits, '-' and '_', got {v!r}")
+        if durable and not stream:
+            raise ConfigError(f"{where}.durable needs {where}.stream (the JetStream stream the consumer reads)")
+        if "ack-wait" in sub and not stream:
+            raise ConfigError(f"{where}.ack-wait needs {where}.stream (acks exist only in JetStream mode)")
+        ack_wait = parse_duration(sub.get("ack-wait", "30s"), what=f"{where}.ack-wait")
+        if ack_wait < 1:
+            raise ConfigError(f"{where}.ack-wait must be at least 1s, got {sub.get('ack-wait')!r}")
+        out.append(NatsSubscription(subject, tag, stream, durable, ack_wait, where))
+    return out
+
+
+def _parse_api_subjects(raw: Any) -> ApiSubjects | None:
+    if raw is None:
+        return None
+    w = "main.api-subjects"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{w} must be an object with 'subject-job-event' and 'subject-node-state'")
+    for k in ("subject-job-event", "subject-node-state"):
+        if k not in raw:
+            raise ConfigError(f"{w}.{k} is required (upstream's schema requires both)")
+    for k in ("job-concurrency", "node-concurrency"):
+        v = raw.get(k, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{w}.{k}: expected a positive integer, got {v!r}")
+    return ApiSubjects(_subject(raw["subject-job-event"], f"{w}.subject-job-event"),
+                       _subject(raw["subject-node-state"], f"{w}.subject-node-state"))
+
+
 @dataclass
 class MetricStoreConfig:
     retention: int = 48 * 3600
@@ -133,7 +209,7 @@ class MetricStoreConfig:
     ingest_addr: str = DEFAULT_INGEST_ADDR
     ingest_workers: int = 0
     max_body_bytes: int = 256 * 1024 * 1024
-    nats_subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    nats_subscriptions: list[NatsSubscription] = field(default_factory=list)
 
     def effective_ingest_workers(self) -> int:
         return self.ingest_workers if self.ingest_workers > 0 else (os.cpu_count() or 1)
@@ -141,6 +217,19 @@ class MetricStoreConfig:
     def effective_num_workers(self) -> int:
         """Threads for checkpoint and archive I/O; 0 = min(cores/2 + 1, 10), as cc-backend."""
         return self.num_workers if self.num_workers > 0 else min((os.cpu_count() or 1) // 2 + 1, 10)
+
+
+@dataclass(frozen=True)
+class ExternalStore:
+    """One entry of ``metric-store-external``: metric loads of ``scope`` go to ``url``'s ``/api/query``.
+
+    ``scope`` is a cluster name, ``<cluster>-<subcluster>``, or ``*`` (every cluster no
+    other entry claims), as cc-backend's metricdispatch matches it.
+    """
+
+    scope: str
+    url: str
+    token: str
 
 
 @dataclass
@@ -165,6 +254,9 @@ class Config:
     cluster_settings: dict[str, dict[str, Any]]
     adapter_config: Path | None = None
     auth: AuthSettings = field(default_factory=AuthSettings)  # site logins: LDAP, OpenID Connect, JWT
+    metric_store_external: list[ExternalStore] = field(default_factory=list)
+    nats: NatsSettings | None = None  # top-level ``nats``: the server every NATS user here connects to
+    api_subjects: ApiSubjects | None = None
     warnings: list[str] = field(default_factory=list)  # keys that do nothing here (cc.configkeys)
     trusted_proxies: list[str] = field(default_factory=list)  # main.trusted-proxies (ours)
     tls_cert: Path | None = None   # main.https-cert-file
@@ -266,11 +358,44 @@ def _parse_metric_store(d: dict[str, Any], base: Path) -> MetricStoreConfig:
     _split_addr(ms.ingest_addr, f"{w}.ingest-addr")
     ms.ingest_workers = _int(d, "ingest-workers", 0, w)
     ms.max_body_bytes = _int(d, "max-body-bytes", ms.max_body_bytes, w, minimum=1024)
-    subs = d.get("nats-subscriptions") or []
-    if not isinstance(subs, list):
-        raise ConfigError(f"{w}.nats-subscriptions must be a list")
-    ms.nats_subscriptions = subs
+    ms.nats_subscriptions = _parse_subscriptions(d.get("nats-subscriptions") or [], w, ms.retention)
     return ms
+
+
+def _parse_external(value: Any) -> list[ExternalStore]:
+    """``metric-store-external``: a list of ``{scope, url, token}`` (cc-backend's schema: all three required)."""
+    w = "metric-store-external"
+    if value is None:
+        return []
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{w}: expected a non-empty list of {{\"scope\", \"url\", \"token\"}} objects")
+    out: list[ExternalStore] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(value):
+        where = f"{w}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected an object with 'scope', 'url' and 'token', got {item!r}")
+        for key in ("scope", "url", "token"):
+            if key not in item:
+                raise ConfigError(f"{where}.{key}: is required")
+            if not isinstance(item[key], str):
+                raise ConfigError(f"{where}.{key}: must be a string, got {item[key]!r}")
+        scope, url, token = item["scope"].strip(), item["url"].strip(), item["token"]
+        if not scope:
+            raise ConfigError(f"{where}.scope: must be a cluster name, '<cluster>-<subcluster>' or '*'")
+        if scope in seen:
+            raise ConfigError(f"{where}.scope: {scope!r} is already routed by {w}[{seen[scope]}]")
+        seen[scope] = i
+        m = re.fullmatch(r"(https?)://([^/?#\s]+)(/[^?#\s]*)?", url)
+        if m is None:
+            raise ConfigError(f"{where}.url: expected http(s)://HOST[:PORT][/PATH] (the store's base URL, "
+                              f"'/api/query' is appended), got {url!r}")
+        if (m.group(3) or "").rstrip("/").endswith("/api/query"):
+            raise ConfigError(f"{where}.url: give the store's base URL without '/api/query', got {url!r}")
+        if any(c.isspace() for c in token):
+            raise ConfigError(f"{where}.token: must not contain whitespace (a JWT, or \"\" for none)")
+        out.append(ExternalStore(scope, url.rstrip("/"), token))
+    return out
 
 
 def _resolve(base: Path, p: str | os.PathLike[str]) -> Path:
@@ -409,6 +534,19 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         adapter_config = _resolve(base, adapter["config"])
         if not adapter_config.is_file():
             raise ConfigError(f"slurm-adapter.config: {adapter_config} does not exist")
+    nats = None
+    if raw.get("nats") is not None:
+        try:
+            nats = parse_nats(raw["nats"], base=base)
+        except NatsConfigError as e:
+            raise ConfigError(str(e)) from None
+    api_subjects = _parse_api_subjects(main.get("api-subjects"))
+    if nats is None:
+        for key, used in (("metric-store.nats-subscriptions", ms.nats_subscriptions),
+                          ("main.api-subjects", api_subjects)):
+            if used:
+                raise ConfigError(f"{key} needs the top-level 'nats' key (e.g. {{\"address\": "
+                                  "\"nats://127.0.0.1:4222\"}}): no NATS server is configured")
     return Config(
         path=cfg_path,
         base_dir=base,
@@ -428,6 +566,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         cluster_settings=cluster_settings,
         adapter_config=adapter_config,
         auth=auth_settings,
+        metric_store_external=_parse_external(raw.get("metric-store-external")),
+        nats=nats,
+        api_subjects=api_subjects,
         warnings=keys.warnings,
         **security,
     )

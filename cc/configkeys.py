@@ -24,7 +24,11 @@ _TABLE = """
 main                                    ok
 main.addr                               ok
 main.api-allowed-ips                    ok
-main.api-subjects                       warn   job and node-state events over NATS are not implemented yet; use the REST API
+main.api-subjects                       ok
+main.api-subjects.subject-job-event     ok
+main.api-subjects.subject-node-state    ok
+main.api-subjects.job-concurrency       warn   events are handled one at a time, in order (the job database takes one write at a time, and a stop must follow its start)
+main.api-subjects.node-concurrency      warn   events are handled one at a time, in order (the job database takes one write at a time)
 main.user                               ok
 main.group                              ok
 main.disable-authentication             ok
@@ -115,10 +119,25 @@ metric-store.ingest-addr                ok
 metric-store.ingest-workers             ok
 metric-store.max-body-bytes             ok
 metric-store.ingest-tls                 ok
-metric-store.nats-subscriptions         warn   metric ingest from NATS is not implemented yet: send line protocol to /api/write
+metric-store.nats-subscriptions         ok
+metric-store.nats-subscriptions[]       ok
+metric-store.nats-subscriptions[].subscribe-to  ok
+metric-store.nats-subscriptions[].cluster-tag   ok
+metric-store.nats-subscriptions[].stream        ok
+metric-store.nats-subscriptions[].durable       ok
+metric-store.nats-subscriptions[].ack-wait      ok
 metric-store.debug                      warn   the Go store's debugging aids (dump-to-file, gops) do not exist here; see GET /api/debug
-metric-store-external                   warn   external metric stores are not implemented yet: metrics come from the built-in store
-nats                                    warn   NATS is not implemented yet
+metric-store-external                   ok
+metric-store-external[]                 ok
+metric-store-external[].scope           ok
+metric-store-external[].url             ok
+metric-store-external[].token           ok
+nats                                    ok
+nats.address                            ok
+nats.username                           ok
+nats.password                           ok
+nats.creds-file-path                    ok
+nats.nkey-seed-file                     ok
 cron                                    ok
 cron.duration-worker                    ok
 cron.commit-job-worker                  warn   has no effect: jobs are written to the database when they start

@@ -1,4 +1,4 @@
-"""A job's metric data in ClusterCockpit's ``JobData`` shape, from shared memory or the archive.
+"""A job's metric data in ClusterCockpit's ``JobData`` shape, from a metric source or the archive.
 
 ``{metric: {scope: {"unit", "timestep", "series": [{"hostname", "id"?, "statistics":
 {"min", "avg", "max"}, "data": [...]}], "statisticsSeries"?: {...}}}}``
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import trio
 
 from cc.archive import JobArchive
 from cc.clusters import Cluster, MetricCatalog, SubCluster, Topology, footprint_key
@@ -143,25 +144,31 @@ def _stats(avg: float, mn: float, mx: float) -> dict[str, float]:
     return {"avg": round(avg, 2), "min": round(mn, 2), "max": round(mx, 2)}
 
 
-def load_running(job: Job, cluster: Cluster, store: Store, catalog: MetricCatalog, metrics: list[str] | None,
-                 scopes: list[str] | None, resolution: int = 0, *, minimum_points: int = DEFAULT_MINIMUM_POINTS,
-                 now: float | None = None, errors: list[str] | None = None,
-                 statistics_series: bool = True) -> dict[str, Any]:
-    """JobData of a running (or stopped, not yet archived) job from shared memory.
+def running_request(job: Job, cluster: Cluster, metrics: list[str] | None, scopes: list[str] | None,
+                    resolution: int = 0, *, now: float | None = None,
+                    with_stats: bool = True) -> tuple[QueryRequest, list[_Want]] | None:
+    """The one ``/api/query`` request for a job's data (None: nothing to ask), with what each query answers.
 
     The time range is start .. start + duration, or start .. now while the job runs.
-    Series without any value in that range are left out (as cc-backend leaves out
-    series it cannot fetch); messages about failed selections go to ``errors``.
     """
     wants = build_queries(job, cluster, metrics, scopes, resolution)
     if not wants:
-        return {}
+        return None
     stop = int(time.time() if now is None else now) if job.state == "running" else job.start_time + job.duration
     req = QueryRequest(cluster=job.cluster, frm=job.start_time, to=max(stop, job.start_time),
-                       queries=[q for q, _ in wants])
-    resp = execute(req, store, {cluster.name: cluster}, catalog, minimum_points=minimum_points, numpy_data=True)
+                       queries=[q for q, _ in wants], with_stats=with_stats)
+    return req, [w for _, w in wants]
+
+
+def assemble(cluster: Cluster, wants: list[_Want], resp: dict[str, Any], *, errors: list[str] | None = None,
+             statistics_series: bool = True) -> dict[str, Any]:
+    """JobData from the answer to :func:`running_request` (from any metric source).
+
+    Series without any value in the range are left out (as cc-backend leaves out series
+    it cannot fetch); messages about failed selections go to ``errors``.
+    """
     groups: dict[tuple[str, str], list[tuple[_Want, dict[str, Any]]]] = {}
-    for (_, want), entries in zip(wants, resp["results"], strict=True):
+    for want, entries in zip(wants, resp["results"], strict=True):
         for entry in entries:
             if "error" in entry:
                 if errors is not None:
@@ -193,6 +200,37 @@ def load_running(job: Job, cluster: Cluster, store: Store, catalog: MetricCatalo
     if statistics_series:
         add_statistics_series(out)
     return out
+
+
+def load_running(job: Job, cluster: Cluster, store: Store, catalog: MetricCatalog, metrics: list[str] | None,
+                 scopes: list[str] | None, resolution: int = 0, *, minimum_points: int = DEFAULT_MINIMUM_POINTS,
+                 now: float | None = None, errors: list[str] | None = None,
+                 statistics_series: bool = True) -> dict[str, Any]:
+    """JobData of a running (or stopped, not yet archived) job from shared memory (blocking)."""
+    plan = running_request(job, cluster, metrics, scopes, resolution, now=now)
+    if plan is None:
+        return {}
+    req, wants = plan
+    resp = execute(req, store, {cluster.name: cluster}, catalog, minimum_points=minimum_points, numpy_data=True)
+    return assemble(cluster, wants, resp, errors=errors, statistics_series=statistics_series)
+
+
+async def load_running_from(source: Any, job: Job, cluster: Cluster, metrics: list[str] | None,
+                            scopes: list[str] | None, resolution: int = 0, *,
+                            minimum_points: int = DEFAULT_MINIMUM_POINTS, now: float | None = None,
+                            errors: list[str] | None = None, statistics_series: bool = True,
+                            limiter: trio.CapacityLimiter | None = None) -> dict[str, Any]:
+    """:func:`load_running` from any :class:`cc.metricsource.MetricSource` (shared memory or an external store).
+
+    Raises :class:`cc.metricsource.MetricSourceError` when the source fails as a whole.
+    """
+    plan = running_request(job, cluster, metrics, scopes, resolution, now=now)
+    if plan is None:
+        return {}
+    req, wants = plan
+    resp = await source.query(req, minimum_points=minimum_points, numpy_data=True)
+    return await trio.to_thread.run_sync(
+        lambda: assemble(cluster, wants, resp, errors=errors, statistics_series=statistics_series), limiter=limiter)
 
 
 def _filter(data: dict[str, Any], metrics: list[str] | None, scopes: list[str] | None) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class Child:
     restart_requested: bool = False
     stopping: bool = False
     exited: trio.Event = field(default_factory=trio.Event)
+    reported: dict[str, Any] = field(default_factory=dict)  # what the running child told us (``nats`` state)
 
     @property
     def pid(self) -> int | None:
@@ -275,7 +276,8 @@ class Supervisor:
         return open(path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
 
     async def _spawn(self, child: Child) -> None:
-        env = dict(os.environ, CC_SUPERVISOR_PID=str(os.getpid()), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, CC_SUPERVISOR_PID=str(os.getpid()), PYTHONUNBUFFERED="1", CC_CHILD_NAME=child.name,
+                   CC_SUPERVISOR_SOCK=str(self.cfg.run_dir / "supervisor.sock"))
         logf = self._open_log(child.name)
         try:
             if child.name == FORKSERVER:
@@ -335,6 +337,7 @@ class Supervisor:
                 continue
             log.info("started %s (pid %d)", child.name, child.process.pid)
             code = await child.process.wait()
+            child.reported = {}
             child.exited.set()
             child.last_exit = describe_exit(code)
             if self.shutdown.is_set() or child.stopping:
@@ -395,6 +398,7 @@ class Supervisor:
                 "crashes": c.crashes,
                 "rss": rss_bytes(pid) if pid else None,
                 "last_exit": c.last_exit,
+                **({"nats": c.reported.get("nats", "connecting")} if self._uses_nats(c) and pid else {}),
             })
         shm = list_segments(self.instance)
         return {
@@ -406,10 +410,32 @@ class Supervisor:
             "shared_memory": {"segments": len(shm), "allocated_bytes": sum(s[2] for s in shm)},
         }
 
+    def _uses_nats(self, c: Child) -> bool:
+        cfg = self.cfg
+        if cfg.nats is None:
+            return c.name == "adapter" and "nats" in c.reported
+        if c.name.startswith("ingest-"):
+            return bool(cfg.metric_store.nats_subscriptions)
+        if c.name == "web":
+            return cfg.api_subjects is not None
+        return "nats" in c.reported
+
+    def _report(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A child's state (``{"cmd": "report", "name", "pid", "nats": "connected"}``), kept while it runs."""
+        for c in self.find(str(msg.get("name", ""))):
+            if c.pid is not None and c.pid == msg.get("pid"):
+                state = msg.get("nats")
+                if isinstance(state, str) and len(state) < 32:
+                    c.reported["nats"] = state
+                return {"ok": True}
+        return {"ok": False, "error": "no such running process"}
+
     async def handle(self, msg: dict[str, Any]) -> dict[str, Any]:
         cmd = msg.get("cmd")
         if cmd == "status":
             return self.status()
+        if cmd == "report":
+            return self._report(msg)
         if cmd == "stop":
             log.info("stop requested over the control socket")
             self.clean_stop = True
@@ -451,7 +477,25 @@ class Supervisor:
 
     # -- main -------------------------------------------------------------------------
 
+    async def _check_nats(self) -> None:
+        """A wrong NATS address or bad credentials is a start-up error naming the key (later
+        outages are warnings in the children, which reconnect by themselves)."""
+        cfg = self.cfg
+        if cfg.nats is not None and not (cfg.metric_store.nats_subscriptions or cfg.api_subjects):
+            log.warning("config key 'nats' is set, but neither metric-store.nats-subscriptions nor "
+                        "main.api-subjects uses it: no process here connects to %s", cfg.nats.address)
+        if cfg.nats is None or not (cfg.metric_store.nats_subscriptions or cfg.api_subjects):
+            return
+        from cc.nats import NatsError, probe
+
+        try:
+            url = await probe(cfg.nats, timeout=5.0)
+        except NatsError as e:
+            raise RuntimeError(f"{cfg.path}: {e}") from None
+        log.info("NATS server %s answers", url)
+
     async def run(self) -> None:
+        await self._check_nats()
         self._prepare()
         try:
             async with trio.open_nursery() as nursery:

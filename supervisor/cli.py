@@ -24,7 +24,7 @@ commands:
   run                   run all processes in the foreground (Ctrl-C stops cleanly)
   start                 run in the background; returns when the processes are up
   stop                  stop a running supervisor (removes its shared memory)
-  status                pid, uptime, restarts and memory of every process
+  status                pid, uptime, restarts, memory (and NATS connection) of every process
   restart NAME          restart one process (store, web, archiver, forkserver, ingest-N, or 'ingest' for all)
   logs NAME [-n N]      last lines of a process log (or 'supervisor')
   jwt USER [--roles R]  print a JWT signed with JWT_PRIVATE_KEY (roles from the database by default)
@@ -197,10 +197,13 @@ def cmd_status(args) -> int:
           f"web {s['addresses']['web']}  ingest {s['addresses']['ingest']}")
     print(f"shared memory: {st['shared_memory']['segments']} segments, "
           f"{_fmt_bytes(st['shared_memory']['allocated_bytes'])} in use")
-    print(f"{'NAME':<12} {'PID':>7} {'STATE':<10} {'UPTIME':>8} {'RESTARTS':>8} {'RSS':>10}  LAST EXIT")
+    nats = any("nats" in p for p in st["processes"])
+    col = f" {'NATS':<12}" if nats else ""
+    print(f"{'NAME':<12} {'PID':>7} {'STATE':<10} {'UPTIME':>8} {'RESTARTS':>8} {'RSS':>10}{col}  LAST EXIT")
     for p in st["processes"]:
+        col = f" {p.get('nats', '-'):<12}" if nats else ""
         print(f"{p['name']:<12} {p['pid'] or '-':>7} {p['state']:<10} {_fmt_age(p['uptime']):>8} "
-              f"{p['restarts']:>8} {_fmt_bytes(p['rss']):>10}  {p['last_exit'] or '-'}")
+              f"{p['restarts']:>8} {_fmt_bytes(p['rss']):>10}{col}  {p['last_exit'] or '-'}")
     return 0
 
 

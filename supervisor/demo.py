@@ -11,6 +11,12 @@ shared memory); a second ``make demo`` continues where the first one stopped.
 
 The supervisor runs in its own session, so Ctrl-C reaches only this process, which
 stops everything in order; it dies with us (PR_SET_PDEATHSIG) if we are killed.
+
+``--nats`` starts a nats-server (JetStream, state in ``var/nats``) next to the supervisor and
+routes the simulated cluster through it: metrics through the agent's ``nats`` sink into a
+JetStream stream the ingest workers consume, job start/stop and node states as cc-backend's
+NATS API events (``main.api-subjects``).  Without it the demo needs no NATS and the NATS
+keys are taken out of ``config.json`` again.
 """
 
 from __future__ import annotations
@@ -98,6 +104,59 @@ def start_history(cfg: Config, args: argparse.Namespace) -> subprocess.Popen | N
         logf.close()
 
 
+NATS_SUBJECTS = ("cc.metrics", "cc.job.event", "cc.node.state")
+
+
+def configure_nats(target: Path, url: str | None) -> None:
+    """Put the NATS keys into config.json (``url``) or take them out (None), every run."""
+    path = target / "config.json"
+    cfg = orjson.loads(path.read_bytes())
+    ms, main = cfg.setdefault("metric-store", {}), cfg.setdefault("main", {})
+    if url:
+        cfg["nats"] = {"address": url}
+        ms["nats-subscriptions"] = [{"subscribe-to": NATS_SUBJECTS[0], "stream": "CCDEMO"}]
+        main["api-subjects"] = {"subject-job-event": NATS_SUBJECTS[1], "subject-node-state": NATS_SUBJECTS[2]}
+    else:
+        cfg.pop("nats", None)
+        ms.pop("nats-subscriptions", None)
+        main.pop("api-subjects", None)
+    path.write_bytes(orjson.dumps(cfg, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def start_nats(cfg: Config, addr: str, timeout: float = 10) -> tuple[subprocess.Popen, str]:
+    """Debian's nats-server with JetStream on ``addr`` (port 0: any free port); dies with us."""
+    import shutil
+    import socket
+
+    exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(exe).exists():
+        raise RuntimeError("nats-server is not installed (Debian package nats-server; 'make system-deps' as root)")
+    host, _, port = addr.rpartition(":")
+    if port == "0":
+        with socket.socket() as sk:
+            sk.bind((host, 0))
+            port = str(sk.getsockname()[1])
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(cfg.log_dir / "nats-server.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen([exe, "-a", host, "-p", port, "-js", "-sd", str(cfg.var_dir / "nats")],
+                                stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+    finally:
+        logf.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"nats-server exited; see {cfg.log_dir / 'nats-server.log'}")
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                return proc, f"nats://{host}:{port}"
+        except OSError:
+            time.sleep(0.05)
+    stop_subprocess(proc, 5)
+    raise RuntimeError(f"nats-server did not come up on {host}:{port}")
+
+
 def start_supervisor(cfg: Config) -> subprocess.Popen:
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     (cfg.run_dir / "ports.json").unlink(missing_ok=True)
@@ -162,11 +221,18 @@ jobs run {args.time_scale:g}x faster than real time.
   Ingest:    http://{ports['ingest']}/api/write   (WebSocket: ws://{ports['ingest']}/api/ws)
   API token: {rel}/demo.jwt (user demo, roles admin+api), e.g.
     curl -H "Authorization: Bearer $(cat {rel}/demo.jwt)" "http://{ports['web']}/api/jobs/?state=running"
-  History:   {h}
+  History:   {h}{nats_line(cfg)}
   Logs:      {rel}/var/log/   Status: cd {rel} && {_supervise()} status
 
 Press Ctrl-C to stop (stops the simulation and every process, removes the shared memory).
 """
+
+
+def nats_line(cfg: Config) -> str:
+    if cfg.nats is None:
+        return ""
+    return (f"\n  NATS:      {cfg.nats.address} (metrics on {NATS_SUBJECTS[0]} into JetStream stream CCDEMO, "
+            f"job events on {NATS_SUBJECTS[1]}, node states on {NATS_SUBJECTS[2]})")
 
 
 def _supervise() -> str:
@@ -186,10 +252,12 @@ async def run(cfg: Config, args: argparse.Namespace, target: Path, sup: subproce
                 nursery.start_soon(_cancel_on, stop, startup)
                 ports = await wait_ready(cfg, sup)
                 await wait_planned(cfg, hist)
-                sim = LiveSim(cfg, SimOptions(sink=args.sink, time_scale=args.time_scale, target_load=args.load,
-                                              backfill=args.backfill, seed=args.seed,
+                nats_url = cfg.nats.servers[0] if cfg.nats is not None else None
+                sim = LiveSim(cfg, SimOptions(sink="nats" if nats_url else args.sink, time_scale=args.time_scale,
+                                              target_load=args.load, backfill=args.backfill, seed=args.seed,
                                               web_url=f"http://{ports['web']}",
-                                              ingest_url=f"http://{ports['ingest']}"))
+                                              ingest_url=f"http://{ports['ingest']}", nats_url=nats_url,
+                                              nats_subjects=NATS_SUBJECTS))
                 await nursery.start(sim.run)
                 print(banner(cfg, ports, args, target, hist is not None and hist.poll() is None,
                              time.monotonic() - t0, sim), flush=True)
@@ -247,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--backfill", type=int, default=600, help="seconds of metrics sent at a cold start")
     ap.add_argument("--sink", choices=("websocket", "http"), default="websocket")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--nats", action="store_true", help="start a nats-server and route metrics, job events and "
+                                                         "node states through it")
+    ap.add_argument("--nats-addr", default="127.0.0.1:0", help="where that nats-server listens (port 0: any free)")
     ap.add_argument("--web-addr", default="127.0.0.1:8080", help="first run only (config.json main.addr)")
     ap.add_argument("--ingest-addr", default="127.0.0.1:8082", help="first run only")
     ap.add_argument("--retention", default="6h", help="metric-store.retention-in-memory (first run only)")
@@ -271,6 +342,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: a supervisor is already running for {target} (stop it: cd {target} && cc-supervise stop)",
               file=sys.stderr)
         return 1
+    nats = None
+    if args.nats:
+        try:
+            nats, url = start_nats(cfg, args.nats_addr)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        configure_nats(target, url)
+    elif cfg.nats is not None:
+        configure_nats(target, None)
+    cfg = load_config(target / "config.json")
     token = sign_token(load_private_key(cfg.secret("JWT_PRIVATE_KEY")), "demo", ["admin", "api"],
                        cfg.jwt_max_age or 2000 * 3600)
     (target / "demo.jwt").write_text(token + "\n")
@@ -281,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_child(hist, "history generator", 10)
         stop_child(sup, "supervisor", 60)
+        stop_child(nats, "nats-server", 10)
         left = unlink_all(instance_id(cfg.var_dir))  # a supervisor that failed to start may leave them
         if left:
             print(f"removed {len(left)} shared-memory segments left behind (the data is in the WAL/snapshots)")

@@ -49,7 +49,11 @@ def test_config_defaults_match_cc_slurm_adapter():
     ({"slurmPollInterval": 0}, "'slurmPollInterval' must be > 0"),
     ({"slurmMaxRetries": 1.5}, "'slurmMaxRetries' must be an integer"),
     ({"ccRestSubmitJobs": "yes"}, "'ccRestSubmitJobs' must be true or false"),
-    ({"ccRestSubmitJobs": False}, "NATS is not supported"),
+    ({"ccRestSubmitJobs": False}, "either NATS or REST job submission must be enabled"),
+    ({"natsNodeStateSubject": "n"}, "'natsNodeStateSubject' is set but 'natsServer' is not"),
+    ({"natsServer": "h", "natsUser": "u"}, "'natsUser' and 'natsPassword' go together"),
+    ({"natsServer": "h", "natsPort": 70000}, "'natsPort' must be a port number"),
+    ({"natsServer": "h", "natsCredsFile": "/nonexistent.creds"}, "'natsCredsFile': /nonexistent.creds does not exist"),
     ({"gpuPciAddrs": {"^node[": ["a"]}}, "invalid regular expression '^node['"),
     ({"gpuPciAddrs": {"^n$": "00:01"}}, "must be a list of PCI address strings"),
     ({"ignoreHosts": "("}, "'ignoreHosts': invalid regular expression"),
@@ -68,7 +72,8 @@ def test_config_errors_name_the_key(doc, message):
 def test_config_warnings_and_files(tmp_path):
     c = parse_config({"ccRestUrl": "http://x", "ccRestJwt": "x", "natsServer": "nats", "natsPort": 4222,
                       "bogus": 1})
-    assert any("NATS" in w for w in c.warnings) and any("'bogus'" in w for w in c.warnings)
+    assert any("'bogus'" in w for w in c.warnings) and not any("NATS" in w for w in c.warnings)
+    assert (c.nats_server, c.nats_port, c.nats_subject, c.cc_rest_submit_jobs) == ("nats", 4222, "jobs", True)
     with pytest.raises(AdapterConfigError, match="configuration file not found"):
         load_adapter_config(str(tmp_path / "nope.json"))
     (tmp_path / "bad.json").write_text("{")

@@ -70,7 +70,8 @@ class BackendClient:
             raise BackendUnavailable(f"POST /api/jobs/start_job/: HTTP 404: {_error_text(r)}")
         return Outcome.REJECTED, f"HTTP {r.status_code}: {_error_text(r)}"
 
-    async def stop_job(self, payload: dict[str, Any]) -> tuple[Outcome, str]:
+    async def stop_job(self, payload: dict[str, Any], partition: str = "") -> tuple[Outcome, str]:
+        """(``partition`` only matters for the NATS announcement, cc.adapter.natspub.)"""
         r = await self._request("POST", "/api/jobs/stop_job/", content=orjson.dumps(payload))
         if r.status_code == 200:
             return Outcome.DONE, ""
@@ -79,6 +80,12 @@ class BackendClient:
         if r.status_code == 404:
             return Outcome.NOT_FOUND, _error_text(r)
         return Outcome.REJECTED, f"HTTP {r.status_code}: {_error_text(r)}"
+
+    async def node_states(self, cluster: str, nodes: list[dict[str, Any]]) -> None:
+        """``POST /api/nodestate/`` (cc-slurm-adapter's node-state sync); a refusal is logged, not retried."""
+        r = await self._request("POST", "/api/nodestate/", content=orjson.dumps({"cluster": cluster, "nodes": nodes}))
+        if r.status_code != 200:
+            log.error("cc-backend refused the node states of %s: HTTP %d: %s", cluster, r.status_code, _error_text(r))
 
     async def running_jobs(self, cluster: str, per_page: int = 1000) -> list[dict[str, Any]]:
         """All jobs cc-backend lists as running on a cluster (paged)."""

@@ -1,7 +1,7 @@
 """The adapter's configuration file: cc-slurm-adapter's keys, defaults and paths.
 
-A config written for ClusterCockpit's cc-slurm-adapter works unchanged (NATS keys are
-accepted and reported as unsupported), so sites can swap one adapter for the other.
+A config written for ClusterCockpit's cc-slurm-adapter works unchanged (including its
+``nats*`` keys, see :mod:`cc.adapter.natspub`), so sites can swap one adapter for the other.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import orjson
 
 DEFAULT_CONFIG_PATH = "/etc/cc-slurm-adapter/config.json"
 
-_NATS_KEYS = ("natsServer", "natsPort", "natsSubject", "natsUser", "natsPassword", "natsCredsFile",
-              "natsNKeySeedFile")
 
 
 class AdapterConfigError(Exception):
@@ -42,6 +40,14 @@ class AdapterConfig:
     gpu_pci_addrs: list[tuple[re.Pattern[str], list[str]]] = field(default_factory=list)
     ignore_hosts: re.Pattern[str] | None = None
     http_timeout: float = 30
+    nats_server: str = ""
+    nats_port: int = 4222
+    nats_subject: str = "jobs"
+    nats_user: str = ""
+    nats_password: str = ""
+    nats_creds_file: str = ""
+    nats_nkey_seed_file: str = ""
+    nats_node_state_subject: str = ""  # ours: node states over NATS instead of POST /api/nodestate/
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -69,6 +75,14 @@ _KEYS: dict[str, tuple[str, str]] = {
     "ccPollInterval": ("cc_poll_interval", "pos"),
     "ccRestSubmitJobs": ("cc_rest_submit_jobs", "bool"),
     "ccRestTimeout": ("http_timeout", "pos"),
+    "natsServer": ("nats_server", "str"),
+    "natsPort": ("nats_port", "int"),
+    "natsSubject": ("nats_subject", "str"),
+    "natsUser": ("nats_user", "str"),
+    "natsPassword": ("nats_password", "str"),
+    "natsCredsFile": ("nats_creds_file", "str"),
+    "natsNKeySeedFile": ("nats_nkey_seed_file", "str"),
+    "natsNodeStateSubject": ("nats_node_state_subject", "str"),
 }
 
 
@@ -100,10 +114,6 @@ def parse_config(raw: Any, *, path: Path | None = None, daemon: bool = True) -> 
                 cfg.gpu_pci_addrs.append((_compile(rx, f"{where}: 'gpuPciAddrs' key"), list(addrs)))
         elif key == "ignoreHosts":
             cfg.ignore_hosts = _compile(value, f"{where}: 'ignoreHosts'") if value else None
-        elif key in _NATS_KEYS:
-            if key == "natsServer" and value:
-                cfg.warnings.append(f"{where}: '{key}' is set but NATS publishing is not supported by cc-adapter; "
-                                    "jobs are submitted over REST only")
         elif key == "ipcSockPath":
             raise AdapterConfigError(f"{where}: 'ipcSockPath' was replaced by 'prepSockListenPath' and "
                                      "'prepSockConnectPath'")
@@ -126,10 +136,43 @@ def parse_config(raw: Any, *, path: Path | None = None, daemon: bool = True) -> 
             raise AdapterConfigError(f"{where}: 'ccRestUrl' must start with http:// or https://, got {cfg.cc_rest_url!r}")
         if not cfg.cc_rest_jwt:
             raise AdapterConfigError(f"{where}: 'ccRestJwt' is required (a token with the 'api' role)")
-        if not cfg.cc_rest_submit_jobs:
-            raise AdapterConfigError(f"{where}: 'ccRestSubmitJobs' is false, but REST is the only way cc-adapter "
-                                     "submits jobs (NATS is not supported)")
+        if not cfg.cc_rest_submit_jobs and not cfg.nats_server:
+            raise AdapterConfigError(f"{where}: 'ccRestSubmitJobs' is false and 'natsServer' is not set: either "
+                                     "NATS or REST job submission must be enabled")
+    _check_nats(cfg, where)
     return cfg
+
+
+def _check_nats(cfg: AdapterConfig, where: str) -> None:
+    from cc.nats import NatsConfigError, check_seed_file, parse_servers
+
+    if not cfg.nats_server:
+        for key, v in (("natsNodeStateSubject", cfg.nats_node_state_subject), ("natsUser", cfg.nats_user),
+                       ("natsCredsFile", cfg.nats_creds_file), ("natsNKeySeedFile", cfg.nats_nkey_seed_file)):
+            if v:
+                raise AdapterConfigError(f"{where}: '{key}' is set but 'natsServer' is not")
+        return
+    if not 0 < cfg.nats_port < 65536:
+        raise AdapterConfigError(f"{where}: 'natsPort' must be a port number, got {cfg.nats_port}")
+    try:
+        parse_servers(f"{cfg.nats_server}:{cfg.nats_port}", f"{where}: 'natsServer'")
+    except NatsConfigError as e:
+        raise AdapterConfigError(str(e)) from None
+    for key, v in (("natsSubject", cfg.nats_subject), ("natsNodeStateSubject", cfg.nats_node_state_subject)):
+        if v and (" " in v or v.startswith(".") or v.endswith(".")):
+            raise AdapterConfigError(f"{where}: '{key}' is not a NATS subject: {v!r}")
+    if not cfg.nats_subject:
+        raise AdapterConfigError(f"{where}: 'natsSubject' must not be empty")
+    if bool(cfg.nats_user) != bool(cfg.nats_password):
+        raise AdapterConfigError(f"{where}: 'natsUser' and 'natsPassword' go together")
+    for key, v in (("natsCredsFile", cfg.nats_creds_file), ("natsNKeySeedFile", cfg.nats_nkey_seed_file)):
+        if v and not Path(v).is_file():
+            raise AdapterConfigError(f"{where}: '{key}': {v} does not exist")
+    if cfg.nats_nkey_seed_file:
+        try:
+            check_seed_file(Path(cfg.nats_nkey_seed_file), f"{where}: 'natsNKeySeedFile'")
+        except NatsConfigError as e:
+            raise AdapterConfigError(str(e)) from None
 
 
 def _typed(value: Any, kind: str, where: str) -> Any:

@@ -22,6 +22,7 @@ import trio
 
 from cc.adapter.backend import BackendClient, BackendUnavailable
 from cc.adapter.config import AdapterConfig, AdapterConfigError, parse_sock_addr
+from cc.adapter.natspub import NatsJobs, nats_settings
 from cc.adapter.slurm import SlurmClient, SlurmError
 from cc.adapter.sync import HookEvent, Syncer, read_last_run, write_last_run
 
@@ -107,6 +108,9 @@ class Daemon:
         self.cfg = cfg
         self.slurm = slurm or SlurmClient(max_concurrent=cfg.slurm_max_concurrent)
         self.backend = BackendClient(cfg.cc_rest_url, cfg.cc_rest_jwt, timeout=cfg.http_timeout)
+        settings = nats_settings(cfg)
+        if settings is not None:  # job events (and node states) on NATS, see cc/adapter/natspub.py
+            self.backend = NatsJobs(cfg, self.backend, settings)
         self.syncer = Syncer(cfg, self.slurm, self.backend)
         self.lock = trio.Lock()
         self.events: list[HookEvent] = []
@@ -121,6 +125,13 @@ class Daemon:
             listener = await open_listener(cfg.prep_sock_listen_path)
             try:
                 async with trio.open_nursery() as n:
+                    if isinstance(self.backend, NatsJobs):
+                        await self.backend.start()
+                        n.start_soon(self.backend.reporter.run)
+                        log.info("NATS %s: job events on %r%s%s", self.backend.nats.settings.address,
+                                 cfg.nats_subject, " (REST submission off)" if not cfg.cc_rest_submit_jobs else "",
+                                 f", node states on {cfg.nats_node_state_subject!r}"
+                                 if cfg.nats_node_state_subject else "")
                     n.start_soon(self._serve, listener)
                     n.start_soon(self._event_loop)
                     n.start_soon(self._poll_loop)
@@ -214,6 +225,13 @@ class Daemon:
             await self.poll_once()
             await trio.sleep_until(t0 + self.cfg.slurm_poll_interval)
 
+    async def _node_states(self) -> None:
+        try:
+            n = await self.syncer.sync_node_states()
+            log.debug("node states of %d nodes sent", n)
+        except (SlurmError, BackendUnavailable) as e:
+            log.warning("node states not synced (next poll tries again): %s", e)
+
     async def poll_once(self) -> bool:
         """One full sync; failures are logged and leave lastrun where it was (next poll catches up)."""
         async with self.lock:
@@ -235,5 +253,6 @@ class Daemon:
                 self.syncer.invalidate()
                 return False
             self.last_poll_ok = time.time()
+            await self._node_states()
             log.debug("poll done in %.2fs (%s)", time.monotonic() - t, self.syncer.stats)
             return True

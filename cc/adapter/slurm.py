@@ -10,6 +10,7 @@ import logging
 import subprocess
 import time
 from datetime import datetime
+from typing import Any
 
 import orjson
 import trio
@@ -18,6 +19,7 @@ from cc.adapter.slurmjson import (
     NodeTopology,
     SlurmFormatError,
     SlurmJob,
+    parse_node_states,
     parse_nodes,
     parse_sacct,
     parse_squeue,
@@ -160,6 +162,17 @@ class SlurmClient:
         except SlurmFormatError as e:
             raise SlurmError(f"node topology: {e}") from None
         return self.topology
+
+    async def node_states(self, cluster: str) -> list[dict[str, Any]]:
+        """Every node's scheduler state and allocation (for the backend's node-state view)."""
+        try:
+            doc = await self.run_json("scontrol", *self._m(cluster), "show", "nodes", "--json")
+        except SlurmError:
+            doc = await self.run_json("sinfo", *self._m(cluster), "--json")  # 22.05: scontrol has no --json
+        try:
+            return parse_node_states(doc)
+        except SlurmFormatError as e:
+            raise SlurmError(f"node states: {e}") from None
 
     async def job_script(self, cluster: str, job_id: int) -> str:
         """The batch script (empty when slurmctld no longer has it, or for srun/salloc jobs)."""

@@ -407,3 +407,30 @@ def parse_nodes(doc: Any) -> dict[str, NodeTopology]:
         if name and s and c:
             out[name] = NodeTopology(s, c, t or 1)
     return out
+
+
+def _gpus_used(gres: str) -> int:
+    """``gpu:0``, ``gpu:a100:2(IDX:0-1)``, ``gpu:h100:4(IDX:0-3),shard:0`` -> GPUs in use."""
+    n = 0
+    for part in (gres or "").split(","):
+        fields = part.split("(", 1)[0].split(":")
+        if fields[0] == "gpu" and len(fields) >= 2 and fields[-1].isdigit():
+            n += int(fields[-1])
+    return n
+
+
+def parse_node_states(doc: Any) -> list[dict[str, Any]]:
+    """``POST /api/nodestate/`` node entries from ``scontrol show nodes --json`` (23.02+) or ``sinfo --json``
+    (22.05): hostname, states (``state`` plus ``state_flags``, lower case), allocated CPUs, memory, GPUs."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+        raise SlurmFormatError("node list JSON has no 'nodes' list")
+    out = []
+    for n in doc["nodes"]:
+        if not isinstance(n, dict) or not slurm_str(n.get("name")):
+            continue
+        states = [s.lower() for s in slurm_strs(n.get("state")) + slurm_strs(n.get("state_flags"))]
+        out.append({"hostname": slurm_str(n.get("name")), "states": list(dict.fromkeys(states)),
+                    "cpusAllocated": slurm_int(n.get("alloc_cpus")) or 0,
+                    "memoryAllocated": slurm_int(n.get("alloc_memory")) or 0,
+                    "gpusAllocated": _gpus_used(slurm_str(n.get("gres_used")))})
+    return out

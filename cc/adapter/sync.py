@@ -159,7 +159,7 @@ class Syncer:
 
     async def _stop(self, cluster: str, job: SlurmJob, *, again: bool = True) -> None:
         c = self.cache[cluster]
-        outcome, msg = await self.backend.stop_job(stop_payload(job))
+        outcome, msg = await self.backend.stop_job(stop_payload(job), partition=job.partition or "")
         if outcome is Outcome.NOT_FOUND and again:
             # the backend lost the job (or never got it): start it afresh, then stop it
             log.warning("cc-backend does not know job %d (%s) (%s); starting it again before stopping",
@@ -282,6 +282,18 @@ class Syncer:
                 e.age += 1
                 if e.age > CACHE_EVICT_POLLS and self.clock() - e.done_at > 2 * SACCT_OVERLAP:
                     del c[job_id]
+
+    async def sync_node_states(self) -> int:
+        """Slurm's node states (allocated CPUs, memory, GPUs) to the backend, as cc-slurm-adapter does
+        every poll; returns how many nodes were sent."""
+        sent = 0
+        for cluster in self.clusters:
+            nodes = [n for n in await self.slurm.node_states(cluster)
+                     if not (self.cfg.ignore_hosts and self.cfg.ignore_hosts.search(n["hostname"]))]
+            if nodes:
+                await self.backend.node_states(cluster, nodes)
+                sent += len(nodes)
+        return sent
 
     # -- Prolog/Epilog events ---------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""The archiver process: moves finished jobs from shared memory into the job archive.
+"""The archiver process: moves finished jobs from their metric source into the job archive.
+
+A job's metrics come from shared memory, or from the external store that
+``metric-store-external`` routes its cluster/subcluster to (a front installation
+archives the jobs of its store installations that way); a failing external store is
+an archiving failure like any other, retried with backoff.
 
 Its work queue is the database itself (stopped jobs with monitoring status 1, see
 ``cc.db._jobs.archive_queue``), so nothing is lost when this process, the web process or
@@ -29,10 +34,11 @@ import trio
 from cc import ipc, jobdata, proc
 from cc.archive import ArchiveError, JobArchive, job_meta
 from cc.clusters import Cluster, MetricCatalog, load_cluster_file
-from cc.config import Config, ConfigError, parse_duration
+from cc.config import Config, ConfigError, ExternalStore, parse_duration
 from cc.db import Database, Job
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
+from cc.metricsource import BuiltinSource, MetricSource, MetricSourceError, MetricSources
 from cc.shm import Store
 from cc.shm import _layout as SL
 
@@ -108,9 +114,11 @@ class ClusterSet:
 class Archiver:
     def __init__(self, db: Database, store: Store, archive: JobArchive, clusters: ClusterSet, *,
                  minimum_points: int = jobdata.DEFAULT_MINIMUM_POINTS, retry_delay: float = BASE_BACKOFF,
-                 max_attempts: int = MAX_ATTEMPTS):
+                 max_attempts: int = MAX_ATTEMPTS, external: list[ExternalStore] | None = None):
         self.db = db
         self.store = store
+        # where each job's metrics are read: the built-in store, or its metric-store-external entry
+        self.sources = MetricSources(BuiltinSource(store, lambda: clusters.catalog), external or ())
         self.archive = archive
         self.clusters = clusters
         self.minimum_points = minimum_points
@@ -127,22 +135,31 @@ class Archiver:
 
     # -- one job ------------------------------------------------------------------------------
 
-    def build(self, job: Job) -> dict[str, Any]:
-        """Load, compute and write one job's archive directory (blocking; runs in a thread)."""
-        self.archive.version()
+    def source_of(self, job: Job) -> MetricSource:
+        cluster = self.clusters.get(job.cluster)
+        return self.sources.for_subcluster(job.cluster, jobdata.subcluster_of(job, cluster).name)
+
+    async def build(self, job: Job) -> dict[str, Any]:
+        """Load (from the job's metric source), compute and write one job's archive directory."""
+        await trio.to_thread.run_sync(self.archive.version)
         cluster = self.clusters.get(job.cluster)
         sc = jobdata.subcluster_of(job, cluster)
+        source = self.sources.for_subcluster(job.cluster, sc.name)
         by_scopes: dict[tuple[str, ...], list[str]] = {}
         for name, m in sc.metrics.items():
             by_scopes.setdefault(tuple(archive_scopes(m.scope, job.num_nodes)), []).append(name)
         data: dict[str, Any] = {}
         errors: list[str] = []
         for scopes, metrics in by_scopes.items():
-            data.update(jobdata.load_running(job, cluster, self.store, self.clusters.catalog, metrics, list(scopes),
-                                             0, minimum_points=self.minimum_points, errors=errors,
-                                             statistics_series=False))
+            data.update(await jobdata.load_running_from(source, job, cluster, metrics, list(scopes), 0,
+                                                        minimum_points=self.minimum_points, errors=errors,
+                                                        statistics_series=False))
         if errors:
             log.info("job %d (%s): %d selections failed, e.g. %s", job.id, job.job_id, len(errors), errors[0])
+        return await trio.to_thread.run_sync(self._write, job, cluster, data)
+
+    def _write(self, job: Job, cluster: Cluster, data: dict[str, Any]) -> dict[str, Any]:
+        """Statistics, footprint, energy and the atomic write of the job directory (blocking)."""
         jobdata.add_statistics_series(data)
         stats = jobdata.job_statistics(data, job, cluster)
         job.footprint = jobdata.footprint(job, cluster, stats)
@@ -156,7 +173,7 @@ class Archiver:
         started = time.monotonic()
         try:
             job.tags = await self.db.read(tags.job_tags, job.id, None)
-            meta = await trio.to_thread.run_sync(self.build, job)
+            meta = await self.build(job)
             await self.db.write(jobs.mark_archived, job.id, meta.get("footprint") or {},
                                 meta.get("energyFootprint") or {}, float(meta.get("energy") or 0.0))
         except Exception as e:  # every failure is recorded and retried; the loop must go on
@@ -170,7 +187,7 @@ class Archiver:
         return True
 
     async def _failed(self, job: Job, exc: Exception) -> None:
-        expected = isinstance(exc, (LookupError, ValueError, OSError, ArchiveError))
+        expected = isinstance(exc, (LookupError, ValueError, OSError, ArchiveError, MetricSourceError))
         msg = f"{type(exc).__name__}: {exc}" if not expected or isinstance(exc, OSError) else str(exc)
         now = int(time.time())
 
@@ -211,8 +228,11 @@ class Archiver:
                 queue = []
             self.last_pass = time.time()
             if queue and self._restore_pending():
-                log.info("the store process is still restoring metric data from disk; archiving waits")
-                queue = []
+                waiting = [j for j in queue if self._from_builtin(j)]
+                if waiting:
+                    log.info("the store process is still restoring metric data from disk; archiving of %d "
+                             "jobs waits", len(waiting))
+                queue = [j for j in queue if j not in waiting]
             for job in queue:
                 await self.archive_one(job)
             if len(queue) == BATCH:
@@ -224,6 +244,12 @@ class Archiver:
                     self.next_due = None
             with trio.move_on_after(wait):
                 await self.wake.wait()
+
+    def _from_builtin(self, job: Job) -> bool:
+        try:
+            return self.source_of(job) is self.sources.builtin
+        except (LookupError, ValueError):
+            return True  # its archiving fails anyway, with the reason; no need to hurry it
 
     def _restore_pending(self) -> bool:
         """Fresh shared memory that the store process has not refilled yet would archive holes."""
@@ -279,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     archiver = Archiver(db, store, JobArchive(cfg.archive_path), ClusterSet(cfg.archive_path, cfg.metrics),
                         minimum_points=int(res.get("minimum-points") or jobdata.DEFAULT_MINIMUM_POINTS),
                         retry_delay=parse_duration(arch.get("retry-delay", BASE_BACKOFF), what="archive.retry-delay"),
-                        max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)))
+                        max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)), external=cfg.metric_store_external)
     interval = _duration_interval(cfg)
     logger.info("archiver started: archive %s, database %s", cfg.archive_path, cfg.db_path)
 
@@ -288,7 +314,10 @@ def main(argv: list[str] | None = None) -> None:
         nursery.start_soon(archiver.run)
         nursery.start_soon(duration_worker, db, interval)
         await shutdown.wait()
+        await archiver.sources.aclose()
 
+    for line in archiver.sources.describe():
+        logger.info("metric-store-external: %s", line)
     try:
         proc.run(run_app, logger)
     finally:

@@ -56,14 +56,24 @@ class Ingestor:
         self.kid_sid = np.full(1024, -1, dtype=np.int32)  # series ids fit: the registry holds < 2**25
         self.counters = store.counters[slot]
         self.registered = 0  # series this worker resolved to ids (drives the heap trim, see app.py)
+        self._counting = True
 
     def _count(self, name: str, n: int) -> None:
-        if n:
+        if n and self._counting:
             self.counters[COUNTER_INDEX[name]] += n
 
     def ingest(self, body: bytes, cluster: str | None, precision: str | None = None,
-               now: float | None = None) -> IngestResult:
+               now: float | None = None, count: bool = True) -> IngestResult:
+        """``count=False``: store the points but leave the line/point counters alone (a JetStream
+        redelivery: its first delivery may have been counted already)."""
         now = time.time() if now is None else now
+        self._counting = count
+        try:
+            return self._ingest(body, cluster, precision, now)
+        finally:
+            self._counting = True
+
+    def _ingest(self, body: bytes, cluster: str | None, precision: str | None, now: float) -> IngestResult:
         parsed = self.parser.parse(body, cluster, int(now), precision)
         res = IngestResult(lines=parsed.lines, unknown_metric=parsed.unknown_metric,
                            not_a_metric=parsed.not_a_metric, malformed=parsed.error_count,
@@ -105,7 +115,7 @@ class Ingestor:
         # cc/storeproc/_checkpoint.py); the same age limits apply again on replay.
         try:
             with self.wal.gate() if self.wal is not None else contextlib.nullcontext():
-                ws = self.store.write(sids, ts, values, now=now, counter_slot=self.slot)
+                ws = self.store.write(sids, ts, values, now=now, counter_slot=self.slot if self._counting else None)
                 if self.wal is not None:
                     res.wal_seq = self.wal.append(kids, ts, values, now, self._describe)
         finally:

@@ -1,4 +1,4 @@
-"""The ingest worker process: line protocol over HTTP into shared memory.
+"""The ingest worker process: line protocol over HTTP (and NATS, ``_nats.py``) into shared memory.
 
 Several of these share one listening socket (handed over by the supervisor).
 Each request is parsed and written in a worker thread, then appended to this
@@ -189,11 +189,21 @@ def main(argv: list[str] | None = None) -> None:
                     IPAllowList(cfg.api_allowed_ips), ms.max_body_bytes, args.worker,
                     ms.effective_ingest_workers(), args.slot, syncer)
 
+    subscriber = None
+    if cfg.nats is not None and ms.nats_subscriptions:
+        from cc.ingestd._nats import NatsIngest
+
+        subscriber = NatsIngest(app, cfg, instance, args.worker)
+
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         if syncer is not None:
             nursery.start_soon(syncer.run)
         nursery.start_soon(app.main, args.listen_fd, tls)
+        if subscriber is not None:
+            nursery.start_soon(subscriber.run)
         await shutdown.wait()
+        if subscriber is not None:  # ack what was taken before the WAL closes (the rest is redelivered)
+            await subscriber.drain(3.0)
 
     try:
         # Registering new series leaves freed parser and registry temporaries in the heap.

@@ -61,6 +61,16 @@ class QueryRequest:
     with_data: bool = True
     with_padding: bool = True
 
+    def to_json(self) -> dict[str, Any]:
+        """The request as :func:`parse_request` (and cc-metric-store) reads it, for an external store."""
+        out: dict[str, Any] = {"cluster": self.cluster, "from": self.frm, "to": self.to,
+                               "queries": [q.to_json() for q in self.queries],
+                               "with-stats": self.with_stats, "with-data": self.with_data,
+                               "with-padding": self.with_padding}
+        if self.for_all_nodes is not None:
+            out["for-all-nodes"] = list(self.for_all_nodes)
+        return out
+
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)

@@ -81,6 +81,9 @@ COUNTERS = (
     "wal_bad_records",
     "archived_points",
     "memcap_freed_series",
+    "nats_messages",
+    "nats_redelivered",
+    "nats_redelivered_points",
 )
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 

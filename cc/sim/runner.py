@@ -52,6 +52,10 @@ class SimOptions:
     state_interval: float = 10.0
     web_url: str | None = None
     ingest_url: str | None = None
+    # NATS instead of HTTP/WebSocket: metrics with the agent's nats sink, job events and node states
+    # as cc-backend's NATS API messages (the installation's main.api-subjects)
+    nats_url: str | None = None
+    nats_subjects: tuple[str, str, str] = ("cc.metrics", "cc.job.event", "cc.node.state")
 
 
 def sim_dir(cfg: Config) -> Path:
@@ -97,9 +101,11 @@ class RestOutbox:
 
     METRICS_WAIT = 30.0
 
-    def __init__(self, client: httpx.AsyncClient, sink: Sink):
+    def __init__(self, client: httpx.AsyncClient, sink: Sink, nats: Any = None, subject: str = ""):
         self.client = client
         self.sink = sink
+        self.nats = nats  # a connected cc.nats.NatsClient: publish events instead of POSTing
+        self.subject = subject
         self.queue: deque[tuple[str, dict[str, Any], int]] = deque()
         self._wake = trio.Event()
         self.sent = {"start": 0, "stop": 0}
@@ -129,6 +135,15 @@ class RestOutbox:
                 with trio.move_on_after(self.METRICS_WAIT):
                     while not self._delivered(pos):
                         await trio.sleep(0.1)
+            if self.nats is not None:
+                if await self._publish(kind, payload):
+                    delay = 0.0
+                    self.queue.popleft()
+                    self.sent[kind] += 1
+                else:
+                    delay = min(10.0, max(0.5, delay * 2))
+                    await trio.sleep(delay)
+                continue
             try:
                 r = await self.client.post(f"/api/jobs/{kind}_job/", content=orjson.dumps(payload))
             except httpx.HTTPError as e:
@@ -151,6 +166,20 @@ class RestOutbox:
             else:
                 self.rejected += 1
                 log.error("%s_job %s rejected: %s %s", kind, payload["jobId"], r.status_code, r.text[:300])
+
+    async def _publish(self, kind: str, payload: dict[str, Any]) -> bool:
+        """One event on NATS, confirmed by a flush (the consumer logs what it refuses, e.g. a repeat)."""
+        from cc.nats import NatsError, encode_event
+
+        ts = payload.get("startTime" if kind == "start" else "stopTime")
+        try:
+            await self.nats.publish_many(self.subject, [encode_event(
+                "job", {"function": f"{kind}_job", "hostname": "cc-sim"}, orjson.dumps(payload).decode(), ts)],
+                flush_timeout=5)
+        except NatsError as e:
+            log.warning("%s_job %s over NATS: %s; retrying", kind, payload["jobId"], e)
+            return False
+        return True
 
     async def drain(self, timeout: float) -> None:
         with trio.move_on_after(timeout):
@@ -186,11 +215,16 @@ class LiveSim:
         self.sink: Sink = self._sink()
         self.last_tick = 0
         self.ready = trio.Event()
+        self.nats: Any = None  # a connected cc.nats.NatsClient while running with opts.nats_url
 
     def _sink(self) -> Sink:
         host = self.ingest.split("://", 1)[1]
         # room for the backfill and a few minutes of outage
         size = max(500_000, self.nodes.lines_per_step() * int((self.opts.backfill + 600) / self.nodes.step))
+        if self.opts.sink == "nats":
+            host, _, port = self.opts.nats_url.removeprefix("nats://").rpartition(":")
+            return make_sink("sim", {"type": "nats", "host": host, "port": port, "subject": self.opts.nats_subjects[0],
+                                     "flush_delay": "0s", "batch_size": 5000, "buffer_size": size})
         if self.opts.sink == "http":
             return make_sink("sim", {"type": "http", "url": f"{self.ingest}/api/write", "jwt": self.token,
                                      "buffer_size": size})
@@ -263,8 +297,16 @@ class LiveSim:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         headers = {"X-Auth-Token": self.token, "content-type": "application/json"}
         async with httpx.AsyncClient(base_url=self.web, headers=headers, timeout=30) as client, \
-                trio.open_nursery() as nursery:
-            outbox = RestOutbox(client, self.sink)
+                contextlib.AsyncExitStack() as stack, trio.open_nursery() as nursery:
+            nats = None
+            if self.opts.nats_url:
+                from cc.nats import NatsClient, parse_nats
+
+                nats = await stack.enter_async_context(NatsClient(parse_nats({"address": self.opts.nats_url}),
+                                                                  name="cc-sim events", log=log))
+                await nats.wait_connected()
+            self.nats = nats
+            outbox = RestOutbox(client, self.sink, nats, self.opts.nats_subjects[1])
             await nursery.start(self.sink.run)
             now = time.time()
             if await self._restore(client, outbox, now):
@@ -322,6 +364,14 @@ class LiveSim:
     async def _nodestate_loop(self, client: httpx.AsyncClient) -> None:
         while True:
             for c, pool in self.sched.pools.items():
+                if self.nats is not None:
+                    from cc.nats import NatsError, encode_event
+
+                    doc = orjson.dumps({"cluster": c, "nodes": pool.node_states()}).decode()
+                    with contextlib.suppress(NatsError):
+                        await self.nats.publish_many(self.opts.nats_subjects[2], [encode_event("nodestate", {}, doc)],
+                                                     flush_timeout=5)
+                    continue
                 with contextlib.suppress(httpx.HTTPError):
                     r = await client.post("/api/nodestate/", content=orjson.dumps({"cluster": c,
                                                                                     "nodes": pool.node_states()}))

@@ -25,6 +25,7 @@ from cc.clusters import MetricCatalog, load_clusters
 from cc.db import SCHEMA_VERSION, Database, check_version
 from cc.db._jobs import footprint_indexes, unindexed_footprint_keys
 from cc.jwtauth import TokenVerifier, load_public_key
+from cc.metricsource import BuiltinSource, MetricSourceError, MetricSources
 from cc.netacl import IPAllowList, ProxyTrust
 from cc.shm import Store
 from cc.tls import PemPair, TLSError, pinned_client_context, read_pair, server_context
@@ -72,6 +73,10 @@ def create_app(ctx: WebContext) -> QuartTrio:
     @app.errorhandler(APIError)
     async def on_api_error(e: APIError) -> Response:
         return error_response(e.status, e.message)
+
+    @app.errorhandler(MetricSourceError)
+    async def on_source_error(e: MetricSourceError) -> Response:
+        return error_response(502, str(e))  # an external store failed: its URL and why, no traceback
 
     @app.errorhandler(404)
     async def on_404(e) -> Response:
@@ -133,6 +138,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     @app.after_serving
     async def close_clients() -> None:
         await app.config["INGEST_CLIENT"].aclose()
+        await ctx.sources.aclose()
         ctx.db.close()
 
     return app
@@ -153,11 +159,16 @@ def build_context(cfg, instance: str, slot: int, ingest_url: str, tls_cert_pem: 
     if version != SCHEMA_VERSION:
         raise SystemExit(f"job database {cfg.db_path} has version {version}, expected {SCHEMA_VERSION}: "
                          "run 'cc-supervise migrate-db'")
-    return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=MetricCatalog(clusters, cfg.metrics),
+    catalog = MetricCatalog(clusters, cfg.metrics)
+    limiter = trio.CapacityLimiter(4)
+    sources = MetricSources(BuiltinSource(store, lambda: catalog, limiter), cfg.metric_store_external)
+    for line in sources.describe():
+        log.info("metric-store-external: %s", line)
+    return WebContext(cfg=cfg, store=store, clusters=clusters, catalog=catalog,
                       verifier=verifier, allow=IPAllowList(cfg.api_allowed_ips), ingest_url=ingest_url,
-                      slot=slot, query_limiter=trio.CapacityLimiter(4), db=Database(cfg.db_path),
-                      archive=open_archive(cfg), login_limiter=LoginLimiter(), logins=build_site_logins(cfg),
-                      proxies=ProxyTrust(cfg.trusted_proxies), tls_cert_pem=tls_cert_pem)
+                      slot=slot, query_limiter=limiter, db=Database(cfg.db_path),
+                      archive=open_archive(cfg), login_limiter=LoginLimiter(), sources=sources,
+                      logins=build_site_logins(cfg), proxies=ProxyTrust(cfg.trusted_proxies), tls_cert_pem=tls_cert_pem)
 
 
 async def index_footprints(ctx: WebContext) -> None:
@@ -242,6 +253,12 @@ def main(argv: list[str] | None = None) -> None:
     hc = _hypercorn(args.listen_fd, tls)
     logger.info("web serving on %s (%s)", _sockname(args.listen_fd), "HTTPS" if tls else "HTTP")
 
+    events = None
+    if cfg.nats is not None and cfg.api_subjects is not None:
+        from cc.webd.natsapi import NatsEvents
+
+        events = NatsEvents(app, cfg)
+
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         nursery.start_soon(index_footprints, ctx)
         nursery.start_soon(sessions.purge_expired, ctx.db)
@@ -249,6 +266,13 @@ def main(argv: list[str] | None = None) -> None:
             logger.info("redirecting plain HTTP on %s to %s", _sockname(args.redirect_fd), cfg.redirect_http_to)
             nursery.start_soon(functools.partial(serve, redirect_app(cfg.redirect_http_to),
                                                  _hypercorn(args.redirect_fd), shutdown_trigger=shutdown.wait))
+        if events is not None:  # after the app serves: stop_job needs its nursery (archiver wake-up)
+            async def start_events() -> None:
+                while getattr(app, "nursery", None) is None:
+                    await trio.sleep(0.05)
+                await events.run()
+
+            nursery.start_soon(start_events)
         await serve(app, hc, shutdown_trigger=shutdown.wait)
 
     proc.run(run_app, logger)

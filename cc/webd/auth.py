@@ -13,6 +13,7 @@ and login throttling (:class:`LoginLimiter`).
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections import OrderedDict
@@ -44,6 +45,10 @@ def client() -> ClientInfo:
         info = _ctx().proxies.client(r.remote_addr or "", r.scheme, r.headers.get("Host") or "", r.headers)
         g.cc_client = info
     return info
+
+#: Set only by in-process callers (the NATS event consumer, cc/webd/natsapi.py) around a request
+#: they make to a REST route themselves; nothing a client sends can set it.
+INTERNAL_VIEWER: contextvars.ContextVar[Viewer | None] = contextvars.ContextVar("internal_viewer", default=None)
 
 
 def client_ip() -> str:
@@ -152,6 +157,9 @@ def _verified_claims() -> Claims | None:
 
 
 async def authenticate_jwt() -> tuple[Claims | None, Viewer | None]:
+    internal = INTERNAL_VIEWER.get()
+    if internal is not None:
+        return None, internal
     claims = _verified_claims()
     if claims is None:
         return None, Viewer("anonymous", ("admin", "api"))

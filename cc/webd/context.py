@@ -11,6 +11,7 @@ from cc.clusters import Cluster, MetricCatalog
 from cc.config import Config
 from cc.db import Database
 from cc.jwtauth import TokenVerifier
+from cc.metricsource import MetricSources
 from cc.netacl import IPAllowList, ProxyTrust
 from cc.shm import Store
 
@@ -29,6 +30,7 @@ class WebContext:
     db: Database
     archive: Any
     login_limiter: Any
+    sources: MetricSources  # where metric data of each cluster/subcluster comes from (metric-store-external)
     logins: Any = None  # cc.webd.sitelogin.SiteLogins: LDAP, OpenID Connect, JWT cross-login
     proxies: ProxyTrust = field(default_factory=lambda: ProxyTrust([]))  # main.trusted-proxies
     tls_cert_pem: bytes | None = None  # our certificate (pinned for forwarding to TLS ingest workers)

@@ -11,48 +11,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
 from cc.db import INT64_MAX
 from cc.db import _nodes as nodes
-from cc.shm import Store
 from cc.webd.errors import APIError
 from cc.webd.params import field_int, field_str, only_fields
 
-MAX_MISSING_POINTS = 5  # a series is stale after this many missing timesteps (as cc-metric-store)
 NODE_FIELDS = ("hostname", "states", "cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning")
 MAX_NAME = 255
-
-
-def health_of_host(store: Store, cluster: str, host: str, metrics: list[str], now: float) -> dict[str, Any]:
-    """cc-metric-store's rule: missing = no series; degraded = a series older than 5 timesteps."""
-    series = store.series_of_host(cluster, host)
-    missing, degraded = [], []
-    for m in metrics:
-        sids = series.get(m)
-        if not sids:
-            missing.append(m)
-            continue
-        lasts = store.last_bins(sids)
-        freq = store.frequency_of(sids[0])
-        ends = (lasts + 1) * freq
-        if (lasts < 0).any() or (now - ends > MAX_MISSING_POINTS * freq).any():
-            degraded.append(m)
-    healthy = len(metrics) - len(missing) - len(degraded)
-    if not series:
-        state = "failed"
-    elif not missing and not degraded:
-        state = "full"
-    elif healthy == 0:
-        state = "failed"
-    else:
-        state = "partial"
-    return {
-        "State": state,
-        "HealthMetrics": orjson.dumps({"missing": missing, "degraded": degraded}).decode(),
-        "missing": missing,
-        "degraded": degraded,
-    }
 
 
 def is_node_state_body(body: Any) -> bool:
@@ -61,8 +26,11 @@ def is_node_state_body(body: Any) -> bool:
         and all(isinstance(n, dict) for n in body["nodes"])
 
 
-def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeStateUpdate]:
-    """Validate a node-state body (every error names the field) and build the rows to insert."""
+async def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeStateUpdate]:
+    """Validate a node-state body (every error names the field) and build the rows to insert.
+
+    Health comes from the store holding each node's metrics (built-in or metric-store-external).
+    """
     if not isinstance(body, dict):
         raise APIError(400, "parsing request body failed: expected {\"cluster\": ..., \"nodes\": [...]}")
     only_fields(body, ("cluster", "nodes"))
@@ -73,7 +41,7 @@ def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeStateUpd
     cluster = ctx.clusters.get(name)
     if cluster is None:
         raise APIError(400, f"'cluster': unknown cluster {name!r}")
-    updates = []
+    checked = []
     for i, n in enumerate(raw_nodes):
         where = f"nodes[{i}]."
         if not isinstance(n, dict):
@@ -86,12 +54,14 @@ def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeStateUpd
             raise APIError(400, f"'{where}states' must be a list of strings")
         counts = {k: field_int(n, k, minimum=0, maximum=INT64_MAX, where=where) or 0
                   for k in ("cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning")}
-        state = nodes.scheduler_state(states)
+        checked.append((host, nodes.scheduler_state(states), counts))
+    health_of = await ctx.sources.health(cluster, [h for h, state, _ in checked if state != "down"])
+    updates = []
+    for host, state, counts in checked:
         sc = cluster.subcluster_for_host(host)
         health, metrics_json = "full", None
         if state != "down":
-            expected = sorted(sc.metrics) if sc else sorted(cluster.metrics)
-            h = health_of_host(ctx.store, cluster.name, host, expected, received)
+            h = health_of.get(host) or {"State": "failed", "HealthMetrics": None}
             health, metrics_json = h["State"], h["HealthMetrics"]
         updates.append(nodes.NodeStateUpdate(
             hostname=host, cluster=cluster.name, subcluster=sc.name if sc else "", time_stamp=received,
@@ -103,6 +73,6 @@ def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeStateUpd
 
 async def update_node_states(ctx: Any, body: Any) -> dict[str, str]:
     """Store the scheduler states of a node-state body, health taken from the metric store at arrival."""
-    updates = _node_updates(ctx, body, int(time.time()))
+    updates = await _node_updates(ctx, body, int(time.time()))
     count = await ctx.db.write(nodes.add_node_states, updates)
     return {"msg": f"updated {count} node states"}

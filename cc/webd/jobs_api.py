@@ -21,6 +21,7 @@ from cc.db import JOB_STATES, FilterError, Job, TagPermissionError
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
 from cc.jobcheck import PayloadError, check_start_payload
+from cc.metricsource import MetricSourceError
 from cc.webd.auth import rest_route
 from cc.webd.errors import APIError, json_response
 from cc.webd.jobview import attach_statistics, job_data, job_json, load_statistics, notify_archiver
@@ -251,7 +252,7 @@ async def get_job_metrics(raw_id: str) -> Response:
     scopes = scopes or _default_scopes(job)
     try:
         data = await job_data(ctx, job, metrics, scopes)
-    except (ValueError, LookupError) as e:
+    except (ValueError, LookupError, MetricSourceError) as e:
         return json_response({"data": None, "error": {"message": str(e)}})
     out = [{"name": name, "scope": scope, "metric": jm} for name, sc in data.items() for scope, jm in sc.items()]
     return json_response({"data": {"jobMetrics": out}, "error": None})

@@ -1,4 +1,4 @@
-"""A job as the API returns it: database row + archived statistics + metric data from shm or archive."""
+"""A job as the API returns it: database row + archived statistics + metric data from its source or the archive."""
 
 from __future__ import annotations
 
@@ -41,8 +41,10 @@ async def attach_statistics(ctx, found: list[Job]) -> None:
 
 async def job_data(ctx, job: Job, metrics: list[str] | None, scopes: list[str], resolution: int = 0, *,
                    minimum_points: int | None = None) -> dict:
-    """cc's JobData for a job: from shared memory while it runs or waits for the archiver, else the archive.
+    """cc's JobData for a job: from its metric source while it runs or waits for the archiver, else the archive.
 
+    The source is the built-in store, or the external store ``metric-store-external``
+    routes the job's cluster/subcluster to (a failing one raises MetricSourceError).
     Series shorter than ``minimum_points`` are never resampled (default: cc-lib's 1000).
     """
     from cc import jobdata
@@ -56,10 +58,9 @@ async def job_data(ctx, job: Job, metrics: list[str] | None, scopes: list[str], 
             return await trio.to_thread.run_sync(
                 lambda: jobdata.load_archived(ctx.archive, job, metrics, scopes, resolution, minimum_points=points),
                 limiter=ctx.query_limiter)
-        return await trio.to_thread.run_sync(
-            lambda: jobdata.load_running(job, cluster, ctx.store, ctx.catalog, metrics, scopes, resolution,
-                                         minimum_points=points),
-            limiter=ctx.query_limiter)
+        source = ctx.sources.for_subcluster(job.cluster, jobdata.subcluster_of(job, cluster).name)
+        return await jobdata.load_running_from(source, job, cluster, metrics, scopes, resolution,
+                                               minimum_points=points, limiter=ctx.query_limiter)
     except QueryError as e:  # e.g. a job running for years: more points than one answer may hold
         raise JobDataError(f"job {job.id}: {e}") from None
 

@@ -1,7 +1,8 @@
 """Live metric data of running jobs over a WebSocket (``GET /ws/live``), for the job view's plots.
 
-The browser subscribes to (job, metrics, scope); the web process polls shared memory at
-the metrics' timestep and pushes only what is new.  Protocol (JSON text frames):
+The browser subscribes to (job, metrics, scope); the web process polls the job's metric
+source (shared memory, or the external store of ``metric-store-external``) at the
+metrics' timestep and pushes only what is new.  Protocol (JSON text frames):
 
 client → server::
 
@@ -14,7 +15,8 @@ server → client::
     {"type": "points", "key": "k1", "metric": "cpu_load", "scope": "node", "timestep": 10,
      "index": 42, "series": [{"hostname": "n01", "id": null, "data": [1.5, null]}]}
     {"type": "ended", "key": "k1", "state": "completed"}    # the job stopped: no more points
-    {"type": "error", "key": "k1", "message": "..."}
+    {"type": "error", "key": "k1", "message": "..."}          # the subscription ended
+    {"type": "error", "key": "k1", "message": "...", "retrying": true}  # external store failed; polled again
 
 ``index`` counts timesteps from ``floor(startTime / timestep) * timestep``, the first
 point of ``jobMetrics`` (native resolution).  Each poll re-reads the last few slots,
@@ -39,7 +41,8 @@ from cc.clusters import SCOPES, Cluster
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job, Viewer
 from cc.db import _jobs as jobsdb
 from cc.jobdata import build_queries, subcluster_of
-from cc.query import QueryRequest, execute
+from cc.metricsource import MetricSourceError
+from cc.query import QueryRequest
 from cc.webd.auth import cross_site_reason, session_viewer
 from cc.webd.graphql.context import GQLContext
 
@@ -51,6 +54,7 @@ MAX_SUBSCRIPTIONS = 64   # per connection
 MAX_METRICS = 64         # per subscription
 STATE_CHECK = 10.0       # seconds between checks whether a job still runs
 MIN_INTERVAL = 1.0       # never poll faster than this, whatever the timestep
+SOURCE_RETRY = 10.0      # seconds before asking a failed external store again
 
 
 @dataclass
@@ -83,19 +87,24 @@ def _series_values(values: np.ndarray) -> list[float | None]:
     return [None if not math.isfinite(v) else v for v in values.tolist()]
 
 
-def poll(ctx, sub: Subscription, now: float) -> list[dict[str, Any]]:
-    """New or changed points of a subscription since the last poll (runs in a worker thread)."""
+async def poll(ctx, sub: Subscription, now: float) -> list[dict[str, Any]]:
+    """New or changed points of a subscription since the last poll, from the job's metric source."""
     frm = {m: sub.base(m) + max(0, sub.have[m] - LOOKBACK) * sub.timesteps[m] for m in sub.metrics}
     wants = build_queries(sub.job, sub.cluster, sub.metrics, [sub.scope], 0)
     if not wants:
         return []
     req = QueryRequest(cluster=sub.job.cluster, frm=min(frm.values()), to=int(now), queries=[q for q, _ in wants],
                        with_stats=False)
-    resp = execute(req, ctx.store, {sub.cluster.name: sub.cluster}, ctx.catalog, minimum_points=1 << 30,
-                   numpy_data=True)
+    source = ctx.sources.for_subcluster(sub.job.cluster, subcluster_of(sub.job, sub.cluster).name)
+    resp = await source.query(req, minimum_points=1 << 30, numpy_data=True)
+    return await trio.to_thread.run_sync(changes, sub, [w for _, w in wants], resp, limiter=ctx.query_limiter)
+
+
+def changes(sub: Subscription, wants: list, resp: dict[str, Any]) -> list[dict[str, Any]]:
+    """The messages for what is new or changed in ``resp`` (blocking: a first poll covers the whole job)."""
     # metric -> series key -> (first absolute index, values)
     found: dict[str, dict[tuple[str, str | None], tuple[int, np.ndarray]]] = {}
-    for (_, want), entries in zip(wants, resp["results"], strict=True):
+    for want, entries in zip(wants, resp["results"], strict=True):
         for entry in entries:
             data = entry.get("data")
             if "error" in entry or data is None or not len(data):
@@ -226,7 +235,11 @@ class Connection:
             for sub in [s for s in self.subs.values() if s.next_poll <= now]:
                 sub.next_poll = now + sub.interval
                 try:
-                    msgs = await trio.to_thread.run_sync(poll, self.ctx, sub, now, limiter=self.ctx.query_limiter)
+                    msgs = await poll(self.ctx, sub, now)
+                except MetricSourceError as e:  # the external store may come back: keep polling, say why
+                    sub.next_poll = now + max(sub.interval, SOURCE_RETRY)
+                    await _send({"type": "error", "key": sub.key, "message": str(e), "retrying": True})
+                    continue
                 except Exception as e:  # a broken subscription must not end the others
                     log.warning("live data of job %s failed: %s", sub.job.id, e)
                     self.subs.pop(sub.key, None)

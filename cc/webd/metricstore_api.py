@@ -1,5 +1,8 @@
 """cc-metric-store's REST API served from shared memory: query, free, debug, healthcheck, write.
 
+These are the built-in store's own endpoints (what a front installation's
+``metric-store-external`` asks), so they never forward to an external store.
+
 ``/api/write`` on the web port is forwarded to the ingest workers so collectors set
 up for cc-backend's built-in store keep working; the ingest port scales better.
 """
@@ -16,11 +19,12 @@ import trio
 from quart import Blueprint, Response, current_app, request
 
 from cc import ipc
+from cc.metricsource import health_of_host
 from cc.query import QueryError, execute, parse_request
 from cc.shm import Store
 from cc.webd.auth import api_route
 from cc.webd.errors import APIError, error_response, json_response
-from cc.webd.health import MAX_NAME, health_of_host, is_node_state_body, update_node_states
+from cc.webd.health import MAX_NAME, is_node_state_body, update_node_states
 from cc.webd.params import field_str, json_body, only_fields, query_int, query_list, query_str
 
 log = logging.getLogger("web.metricstore")

@@ -1,8 +1,9 @@
 """Metric data of jobs: ``jobMetrics``, ``jobStats``, ``scopedJobStats`` and the many-job analyses
 (``jobsMetricStats``, ``jobsFootprints``, ``rooflineHeatmap``).
 
-The data comes from :func:`cc.webd.jobview.job_data` (shared memory while a job runs or
-waits for the archiver, the archive afterwards), as for the REST API.
+The data comes from :func:`cc.webd.jobview.job_data` (the job's metric source -- shared
+memory or an external store -- while it runs or waits for the archiver, the archive
+afterwards), as for the REST API.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cc.db import (
 )
 from cc.db import _stats as statsdb
 from cc.db._filters import build_where, order_clause
+from cc.metricsource import MetricSourceError
 from cc.webd.graphql.context import (
     MAX_JOBS_FOR_ANALYSIS,
     GQLContext,
@@ -57,7 +59,7 @@ async def load_data(c: GQLContext, job: Job, metrics: list[str] | None, scopes: 
         return {}
     try:
         return await job_data(c.web, job, names, scopes, resolution, minimum_points=c.minimum_points)
-    except (LookupError, ValueError, OSError) as e:
+    except (LookupError, ValueError, OSError, MetricSourceError) as e:
         raise GraphQLError(f"loading metric data of job {job.id} failed: {e}") from None
 
 

@@ -1,4 +1,4 @@
-"""Metric data of whole nodes from shared memory (the node views: nodeMetrics, nodeMetricsList, clusterMetrics).
+"""Metric data of whole nodes from the metric sources (node views: nodeMetrics, nodeMetricsList, clusterMetrics).
 
 Job data has its own loader (cc.webd.jobview.job_data), which also knows which
 hardware threads belong to a job; here a node is always the whole node.  Scopes are
@@ -17,7 +17,8 @@ import trio
 
 from cc.clusters import SCOPE_RANK, Cluster
 from cc.jobdata import _stats as series_stats  # cc-backend's rule: NaN anywhere -> zeros, rounded
-from cc.query import Query, QueryError, QueryRequest, execute
+from cc.metricsource import gather
+from cc.query import Query, QueryError, QueryRequest
 
 NAN = float("nan")
 
@@ -60,10 +61,13 @@ def _resolution(cluster: Cluster, host: str, metric: str, resolution: int) -> in
     return -(-resolution // step) * step
 
 
-def _load(web: Any, cluster: Cluster, hosts: list[str], metrics: list[str], scopes: list[str], frm: int, to: int,
-          resolution: int, minimum_points: int) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+Where = list[tuple[str, str, str, str | None]]  # (host, metric, scope, id) of each query
+
+
+def _plan(cluster: Cluster, hosts: list[str], metrics: list[str], scopes: list[str],
+          resolution: int) -> tuple[list[Query], Where]:
     queries: list[Query] = []
-    where: list[tuple[str, str, str, str | None]] = []  # (host, metric, scope, id) of each query
+    where: Where = []
     for host in hosts:
         for metric in metrics:
             res = _resolution(cluster, host, metric, resolution)
@@ -80,12 +84,12 @@ def _load(web: Any, cluster: Cluster, hosts: list[str], metrics: list[str], scop
                     else:
                         queries.append(Query(metric=metric, host=host, type=scope, type_ids=[tid], resolution=res))
                     where.append((host, metric, scope, tid))
-    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {h: {} for h in hosts}
-    if not queries:
-        return out
-    req = QueryRequest(cluster=cluster.name, frm=frm, to=to, queries=queries)
-    result = execute(req, web.store, web.clusters, web.catalog, minimum_points=minimum_points)
-    for (host, metric, scope, tid), entries in zip(where, result["results"], strict=True):
+    return queries, where
+
+
+def _assemble(cluster: Cluster, where: Where, results: list[list[dict[str, Any]]],
+              out: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> None:
+    for (host, metric, scope, tid), entries in zip(where, results, strict=True):
         for e in entries:
             if e.get("error"):
                 continue
@@ -95,12 +99,14 @@ def _load(web: Any, cluster: Cluster, hosts: list[str], metrics: list[str], scop
                 "timestep": int(e.get("resolution") or cm.timestep), "series": [], "statisticsSeries": None})
             jm["series"].append({"hostname": host, "id": tid, "data": e.get("data") or [],
                                  "statistics": series_stats(e.get("avg", NAN), e.get("min", NAN), e.get("max", NAN))})
+
+
+def _add_statistics_series(out: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> None:
     for per_host in out.values():
         for scoped in per_host.values():
             for jm in scoped.values():
                 if len(jm["series"]) >= STATS_SERIES_MIN:
                     jm["statisticsSeries"] = statistics_series(jm["series"])
-    return out
 
 
 def statistics_series(series: list[dict[str, Any]]) -> dict[str, list[float]] | None:
@@ -117,15 +123,31 @@ def statistics_series(series: list[dict[str, Any]]) -> dict[str, list[float]] | 
 
 async def load_nodes(web: Any, cluster: Cluster, hosts: list[str], metrics: list[str], scopes: list[str], frm: int,
                      to: int, resolution: int, minimum_points: int) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
-    """host -> metric -> scope -> JobMetric (cc's shape) for whole nodes, read in a worker thread."""
-    return await trio.to_thread.run_sync(
-        lambda: _load(web, cluster, hosts, metrics, scopes, frm, to, resolution, minimum_points),
-        limiter=web.query_limiter)
+    """host -> metric -> scope -> JobMetric (cc's shape) for whole nodes.
+
+    Each host's data comes from the source ``metric-store-external`` routes its
+    subcluster to (or the built-in store); several sources are asked at once.
+    """
+    out: dict[str, dict[str, dict[str, dict[str, Any]]]] = {h: {} for h in hosts}
+    limiter = web.query_limiter
+
+    async def one(source: Any, group: list[str]) -> None:
+        queries, where = await trio.to_thread.run_sync(_plan, cluster, group, metrics, scopes, resolution,
+                                                       limiter=limiter)
+        if not queries:
+            return
+        req = QueryRequest(cluster=cluster.name, frm=frm, to=to, queries=queries)
+        result = await source.query(req, minimum_points=minimum_points)
+        await trio.to_thread.run_sync(_assemble, cluster, where, result["results"], out, limiter=limiter)
+
+    await gather(web.sources.group_hosts(cluster, hosts), one)
+    await trio.to_thread.run_sync(_add_statistics_series, out, limiter=limiter)
+    return out
 
 
-async def store_hosts(web: Any, cluster: str) -> list[str]:
-    """Hosts the metric store holds data of for a cluster."""
-    return await trio.to_thread.run_sync(web.store.hosts, cluster)
+async def store_hosts(web: Any, cluster: Cluster) -> list[str]:
+    """Hosts the metric sources of a cluster hold data of."""
+    return await web.sources.hosts(cluster)
 
 
 __all__ = ["QueryError", "load_nodes", "statistics_series", "store_hosts"]

@@ -1,4 +1,4 @@
-"""Nodes: states from the ``node``/``node_state`` tables, metric data of whole nodes from shared memory.
+"""Nodes: states from the ``node``/``node_state`` tables, metric data of whole nodes from the metric sources.
 
 Like cc-backend, node queries are for administrators and support staff only;
 ``allocatedNodes`` (hosts with running jobs per subcluster) is open to everyone.
@@ -13,6 +13,7 @@ from graphql import GraphQLError, GraphQLResolveInfo
 from cc.db import FilterError
 from cc.db import _stats as statsdb
 from cc.db._nodes import NODE_STATES
+from cc.metricsource import MetricSourceError
 from cc.query import QueryError
 from cc.webd.graphql.context import GQLContext, check_page, db_id, gctx, resolver
 from cc.webd.graphql.nodedata import load_nodes, store_hosts
@@ -110,8 +111,15 @@ async def _load(c: GQLContext, cluster: str, hosts: list[str], metrics: list[str
     try:
         return await load_nodes(c.web, c.cluster(cluster), hosts, metrics, scopes, frm, to, resolution,
                                 c.minimum_points)
-    except QueryError as e:
+    except (QueryError, MetricSourceError) as e:
         raise GraphQLError(f"loading node data failed: {e}") from None
+
+
+async def _store_hosts(c: GQLContext, cluster: str) -> list[str]:
+    try:
+        return await store_hosts(c.web, c.cluster(cluster))
+    except MetricSourceError as e:
+        raise GraphQLError(f"listing the nodes of cluster {cluster!r} failed: {e}") from None
 
 
 def _node_metrics(c: GQLContext, cluster: str, host: str, data: dict[str, Any], states: dict[str, Any],
@@ -141,7 +149,7 @@ async def resolve_node_metrics(_: Any, info: GraphQLResolveInfo, cluster: str, t
     if resolution is not None and resolution < 0:
         raise GraphQLError("argument 'resolution': must be >= 0 (seconds; 0 = the metric's timestep)")
     names = _metrics(c, cluster, metrics)
-    hosts = nodes if nodes is not None else await store_hosts(c.web, cluster)
+    hosts = nodes if nodes is not None else await _store_hosts(c, cluster)
     data = await _load(c, cluster, hosts, names, scopes or ["node"], frm, to, resolution or 0)
     states = await _states(c, cluster)
     return [_node_metrics(c, cluster, h, data[h], states, node_scope_only=not scopes) for h in hosts if data.get(h)]
@@ -151,7 +159,7 @@ async def _candidate_hosts(c: GQLContext, cluster: str, sub: str) -> list[str]:
     """Hosts of a cluster (or one subcluster): from the node lists of cluster.json and the metric store."""
     cl = c.cluster(cluster)
     hosts = {h for sc in cl.subclusters if sub in ("", sc.name) for h in sc.nodes.hosts()}
-    for h in await store_hosts(c.web, cluster):
+    for h in await _store_hosts(c, cluster):
         sc = cl.subcluster_for_host(h)
         if sub == "" or (sc is not None and sc.name == sub):
             hosts.add(h)
@@ -226,7 +234,7 @@ async def resolve_cluster_metrics(_: Any, info: GraphQLResolveInfo, cluster: str
     frm = kw["from"]
     _range(frm, to)
     names = _metrics(c, cluster, metrics)
-    hosts = await store_hosts(c.web, cluster)
+    hosts = await _store_hosts(c, cluster)
     data = await _load(c, cluster, hosts, names, ["node"], frm, to, 0)
     sums: dict[str, list[float]] = {}
     info_of: dict[str, dict[str, Any]] = {}
