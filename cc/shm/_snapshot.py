@@ -424,11 +424,16 @@ def binary_header(path: Path) -> dict:
         blob = f.read(len(MAGIC) + FRAME.size + 65536)
     if blob[:len(MAGIC)] != MAGIC:
         raise SnapshotError(f"{path}: not a snapshot file (bad magic)")
+    if len(blob) < len(MAGIC) + FRAME.size:
+        raise SnapshotError(f"{path}: truncated header frame at offset {len(MAGIC)}")
     tag, flags, length, _, crc = FRAME.unpack_from(blob, len(MAGIC))
     payload = blob[len(MAGIC) + FRAME.size:len(MAGIC) + FRAME.size + length]
-    if tag != b"HEAD" or zlib.crc32(payload) != crc:
-        raise SnapshotError(f"{path}: damaged header frame")
-    return orjson.loads(payload)
+    if tag != b"HEAD" or flags or zlib.crc32(payload) != crc:
+        raise SnapshotError(f"{path}: damaged header frame at offset {len(MAGIC)}")
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise SnapshotError(f"{path}: undecodable header at offset {len(MAGIC)}: {e}") from None
 
 
 # -- JSON format -------------------------------------------------------------------------------
@@ -626,8 +631,12 @@ def snapshot_info(path: Path) -> SnapshotStats:
             head = binary_header(path)
         else:
             head = orjson.loads(path.read_bytes())
-            head.pop("series", None)
-        st.epoch, st.created, st.retention = int(head.get("epoch", -1)), head.get("created", 0), head.get("retention", 0)
+        if not isinstance(head, dict):
+            raise SnapshotError(f"{path}: the header is not an object")
+        head.pop("series", None)
+        epoch = head.get("epoch", -1)
+        st.epoch = epoch if type(epoch) is int else -1
+        st.created, st.retention = head.get("created", 0), head.get("retention", 0)
         for ch in read_snapshot(path):
             st.chunks += 1
             ok = ~np.isnan(ch.ring)
