@@ -10,6 +10,7 @@ with atheris.instrument_imports():
     import zlib
 
     from _common import main, scratch_dir
+
     from cc import jobdata
     from cc.archive import ArchiveError, JobArchive
     from cc.archive.dbsync import JobFileError, _load_json, check_job

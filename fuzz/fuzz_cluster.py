@@ -7,6 +7,7 @@ import atheris
 
 with atheris.instrument_imports():
     from _common import main, scratch_dir
+
     from cc.clusters import MetricCatalog, load_cluster_file
     from cc.config import ConfigError
 

@@ -7,6 +7,7 @@ import atheris
 
 with atheris.instrument_imports():
     from _common import main
+
     from cc.agent.expr import ConditionError, compile_condition
     from cc.agent.message import Message
 

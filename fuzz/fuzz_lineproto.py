@@ -7,8 +7,8 @@ import atheris
 
 with atheris.instrument_imports():
     import numpy as np
-
     from _common import main
+
     from cc.config import MetricSpec
     from cc.ingestd.lineproto import LineParser
 

@@ -9,8 +9,8 @@ with atheris.instrument_imports():
     import uuid
 
     import zstandard
-
     from _common import main, scratch_dir
+
     from cc.shm import Layout, Store
     from cc.shm import _snapshot as snap
 

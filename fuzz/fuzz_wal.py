@@ -12,8 +12,8 @@ with atheris.instrument_imports():
     import zlib
 
     import zstandard
-
     from _common import main, scratch_dir
+
     from cc.config import MetricStoreConfig
     from cc.shm import Layout, Store
     from cc.storeproc._checkpoint import Checkpointer, RestoreReport

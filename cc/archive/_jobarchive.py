@@ -358,7 +358,7 @@ def check_job_data(doc: Any, path: Path | str) -> None:
                 if not isinstance(se, dict):
                     raise ArchiveError(f"{where}.series[{i}]: must be an object")
                 data = se.get("data")
-                if data is not None and (not isinstance(data, list) or not set(map(type, data)) <= _VALUE_TYPES):
+                if not isinstance(data, list) or not set(map(type, data)) <= _VALUE_TYPES:
                     raise ArchiveError(f"{where}.series[{i}].data: must be a list of numbers and nulls")
                 st = se.get("statistics")
                 if st is not None and (not isinstance(st, dict) or not set(map(type, st.values())) <= _VALUE_TYPES):
