@@ -33,8 +33,11 @@ that snapshot when the newest one is damaged, without losing anything.
 
 **Restore** (store process, fresh shared memory only; the supervisor starts nothing else
 before ``H_RESTORE`` says done): newest snapshot that passes its checksums (damaged ones
-are logged, renamed to ``*.damaged`` and skipped), then the WAL files of its epoch and
-later, merged by receive time, each request re-applying its own age limits.  Then
+are logged with file and offset, renamed to ``*.damaged`` and skipped; if none is intact,
+the chunks of the damaged ones that still check out are loaded and every WAL file on disk
+is replayed), then the WAL files of its epoch and later, merged by receive time, each
+request re-applying its own age limits.  Damaged WAL records are skipped (see
+:class:`cc.wal.WalReader`); no file's damage, and no unexpected error, stops the restore.  Then
 ``H_WAL_EPOCH`` is set above every epoch on disk, so new files never mix with old ones.
 """
 
