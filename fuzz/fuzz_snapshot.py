@@ -6,16 +6,14 @@ from __future__ import annotations
 import atheris
 
 with atheris.instrument_imports():
-    import uuid
 
     import zstandard
-    from _common import main, scratch_dir
+    from _common import main, scratch_dir, scratch_store
 
-    from cc.shm import Layout, Store
     from cc.shm import _snapshot as snap
 
 DIR = scratch_dir()
-STORE, _ = Store.create("f" + uuid.uuid4().hex[:10], Layout.compute(3600, [10, 60], 0.05))
+STORE = scratch_store()
 ZSTD = zstandard.ZstdCompressor(level=1)
 TAGS = (b"HEAD", b"CHNK", b"FOOT")
 

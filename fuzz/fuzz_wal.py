@@ -8,20 +8,18 @@ import atheris
 
 with atheris.instrument_imports():
     import struct
-    import uuid
     import zlib
 
     import zstandard
-    from _common import main, scratch_dir
+    from _common import main, scratch_dir, scratch_store
 
     from cc.config import MetricStoreConfig
-    from cc.shm import Layout, Store
     from cc.storeproc._checkpoint import Checkpointer, RestoreReport
     from cc.wal import MAGIC, REC, WalReader
 
 DIR = scratch_dir()
 PATH = DIR / "000000000000-w0-1-1.wal"
-STORE, _ = Store.create("f" + uuid.uuid4().hex[:10], Layout.compute(3600, [10, 60], 0.05))
+STORE = scratch_store()
 CHECKPOINTER = Checkpointer(STORE, MetricStoreConfig(checkpoint_dir=DIR))
 ZSTD = zstandard.ZstdCompressor(level=1)
 
