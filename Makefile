@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 # Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
 SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client chromium chromium-driver slapd ldap-utils nats-server
 
-.PHONY: demo test install lint bench clean system-deps frontend test-oidc fuzz-api
+.PHONY: demo test install lint bench clean system-deps frontend test-oidc fuzz-api fuzz
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,21 @@ demo: install frontend
 
 bench: install
 	$(PY) bench/run_all.py
+
+# Coverage-guided fuzzing (atheris = libFuzzer for Python) of the parsers: FUZZ_SECONDS per target
+# (FUZZ_TARGETS to pick), corpus seeded from the project's own data in fuzz/corpus/<target>, crashes
+# written to fuzz/artifacts/.  Exits non-zero on the first target that finds a crash.
+FUZZ_SECONDS ?= 180
+FUZZ_TARGETS ?= lineproto wal snapshot archive cluster expr
+fuzz: install
+	$(PIP) install -q -e '.[test,fuzz]'
+	$(PY) fuzz/seed.py
+	mkdir -p fuzz/artifacts
+	for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		$(PY) fuzz/fuzz_$$t.py fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+			-dict=fuzz/json.dict -artifact_prefix=fuzz/artifacts/$$t- -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

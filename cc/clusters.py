@@ -23,6 +23,9 @@ SCOPE_RANK = {"node": 0, "socket": 1, "memoryDomain": 2, "die": 2, "llc": 3, "co
               "accelerator": 5}
 
 
+MAX_NODES = 1_000_000  # per node-list expression
+
+
 class NodeList:
     """A node-list expression such as ``f[0101-0188],cn-00[13-18,22-24],login`` or ``*``.
 
@@ -40,6 +43,9 @@ class NodeList:
             return
         for raw in _split_top_level(self.expr):
             self.terms.append(self._parse_term(raw))
+        size = sum(1 if r is None else sum(hi - lo + 1 for lo, hi, _ in r) for _, r, _ in self.terms)
+        if size > MAX_NODES:  # hosts() expands the list (web UI, simulator)
+            raise ConfigError(f"node list: {self.expr[:80]!r} names {size} nodes, more than {MAX_NODES}")
 
     @staticmethod
     def _parse_term(raw: str) -> tuple[str, list[tuple[int, int, int]] | None, str]:
@@ -212,6 +218,12 @@ def parse_cluster(doc: dict[str, Any], source: str) -> Cluster:
         agg = mc.get("aggregation")
         if agg not in (None, "sum", "avg"):
             raise ConfigError(f"{where} ({mc['name']}): 'aggregation' must be 'sum' or 'avg', got {agg!r}")
+        if mc.get("unit") is not None and not isinstance(mc["unit"], dict):
+            raise ConfigError(f"{where} ({mc['name']}).unit: must be an object like {{\"base\": \"B/s\"}}")
+        overrides = mc.get("subClusters")
+        if overrides is not None and (not isinstance(overrides, list) or not all(
+                isinstance(o, dict) and isinstance(o.get("name"), str) for o in overrides)):
+            raise ConfigError(f"{where} ({mc['name']}).subClusters: must be a list of objects with a 'name'")
         metrics[mc["name"]] = ClusterMetric(mc["name"], scope, ts, agg, mc.get("unit") or {}, mc)
     subclusters: list[SubCluster] = []
     scs = doc.get("subClusters")
@@ -224,14 +236,9 @@ def parse_cluster(doc: dict[str, Any], source: str) -> Cluster:
         topo = sc.get("topology")
         if not isinstance(topo, dict) or not isinstance(topo.get("node"), list):
             raise ConfigError(f"{where} ({sc['name']}): 'topology.node' is required")
-        topology = Topology(
-            node=[int(x) for x in topo["node"]],
-            socket=topo.get("socket") or [],
-            memoryDomain=topo.get("memoryDomain") or [],
-            die=topo.get("die") or [],
-            core=topo.get("core") or [],
-            accelerators=topo.get("accelerators") or [],
-        )
+        topology = _topology(topo, f"{where} ({sc['name']}).topology")
+        if "nodes" in sc and not isinstance(sc["nodes"], str):
+            raise ConfigError(f"{where} ({sc['name']}).nodes: must be a node-list string, got {sc['nodes']!r:.60}")
         try:
             nodes = NodeList(str(sc.get("nodes", "*")))
         except ConfigError as e:
@@ -253,11 +260,34 @@ def parse_cluster(doc: dict[str, Any], source: str) -> Cluster:
     return Cluster(name, doc, metrics, subclusters)
 
 
+def _int_list(x: Any) -> bool:
+    return isinstance(x, list) and all(type(v) is int and v >= 0 for v in x)
+
+
+def _topology(topo: dict[str, Any], where: str) -> Topology:
+    """The topology of a subcluster; hardware-thread ids are non-negative integers everywhere."""
+    if not _int_list(topo["node"]):
+        raise ConfigError(f"{where}.node: must be a list of hardware-thread ids (non-negative integers)")
+    groups = {}
+    for name in ("socket", "memoryDomain", "die", "core"):
+        v = topo.get(name) or []
+        if not isinstance(v, list) or not all(_int_list(g) for g in v):
+            raise ConfigError(f"{where}.{name}: must be a list of lists of hardware-thread ids")
+        groups[name] = v
+    accs = topo.get("accelerators") or []
+    if not isinstance(accs, list) or not all(isinstance(a, dict) and isinstance(a.get("id"), (str, int))
+                                             and not isinstance(a.get("id"), bool) for a in accs):
+        raise ConfigError(f"{where}.accelerators: must be a list of objects with an 'id'")
+    return Topology(node=list(topo["node"]), accelerators=accs, **groups)
+
+
 def load_cluster_file(path: Path) -> Cluster:
     try:
         doc = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as e:
         raise ConfigError(f"{path}: invalid JSON: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
     cluster = parse_cluster(doc, str(path))
     if cluster.name != path.parent.name:
         raise ConfigError(f"{path}: cluster name {cluster.name!r} does not match its directory {path.parent.name!r}")

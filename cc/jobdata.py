@@ -261,6 +261,8 @@ def _matrix(rows: list[list[float | None]]) -> np.ndarray:
 def _resample_metric(jm: dict[str, Any], resolution: int, minimum_points: int) -> dict[str, Any]:
     series = jm.get("series") or []
     timestep = int(jm.get("timestep") or 0)
+    if timestep > 0:  # an archived timestep that does not divide the resolution (found by fuzzing)
+        resolution -= resolution % timestep
     if not series or resolution <= timestep:
         return jm
     by_len: dict[int, list[int]] = {}

@@ -18,8 +18,9 @@ File format (little endian)::
                 POINTS  "<qI" receive time (ns), n; int32 kid[n]; int64 ts[n] (s); float64 value[n]
     flags:      1 = payload is zstd-compressed
 
-A reader stops at the first record that is incomplete or fails its checksum; what
-follows is skipped and counted (a crash tears at most the tail; one writer per file).
+A reader skips a record that is incomplete, fails its checksum or does not decode, up to
+the next record that checks out again, and counts and names each damaged range with its
+offset (a crash tears at most the tail; one writer per file).
 
 Sync policy (``checkpoints.wal-sync``): ``always`` - an answer is sent only after an
 fsync covering its record (group commit: one fsync serves every request appended while
@@ -33,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -49,6 +51,7 @@ import zstandard
 from cc.fsio import fsync_dir, write_all
 from cc.shm import _layout as L
 from cc.shm._registry import SeriesKey
+from cc.shm._snapshot import decompress_exact
 from cc.shm._store import Store
 
 log = logging.getLogger("wal")
@@ -59,6 +62,11 @@ PTS = struct.Struct("<qI")
 T_HEADER, T_KEYS, T_POINTS = 1, 2, 3
 F_ZSTD = 1
 COMPRESS_MIN_POINTS = 32
+# Largest raw payload a reader accepts (53M points in one request, far above any body
+# limit in use); bounds what a damaged length field can make it allocate.
+MAX_RAW_BYTES = 1 << 30
+# Bytes 8..12 of a record header: a known type, flags 0/1, the reserved zero (for resync).
+_RECORD_TAIL_RE = re.compile(rb"[\x01-\x03][\x00\x01]\x00\x00")
 SYNC_POLICIES = ("always", "interval", "off")
 
 
@@ -305,7 +313,8 @@ class WalFileStats:
     keys: int = 0
     bad_records: int = 0  # torn tail or checksum failure (reading stops there)
     bad_bytes: int = 0
-    error: str | None = None
+    damage: list[tuple[int, int, str]] = field(default_factory=list)  # (offset, bytes skipped, why)
+    error: str | None = None  # every damaged range, with its offset
     first_received: float | None = None
     last_received: float | None = None
     min_ts: int | None = None
@@ -317,7 +326,15 @@ class WalFileStats:
 
 
 class WalReader:
-    """Iterate the records of one WAL file; ``stats`` is complete after iteration."""
+    """Iterate the records of one WAL file; ``stats`` is complete after iteration.
+
+    Damage never ends the file: a record that is incomplete, fails its checksum or does
+    not decode is skipped with what follows up to the next record whose header and CRC
+    check out again (a torn tail is the usual case: nothing follows).  Each damaged range
+    is counted once in ``bad_records`` and named with its offset in ``error``.  A false
+    resynchronisation needs a 32-bit CRC match on top of a plausible header (about 2**-40
+    per byte scanned).
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -334,53 +351,104 @@ class WalReader:
         size = len(blob)
         if size < len(MAGIC):
             if size:
-                st.bad_records, st.bad_bytes, st.error = 1, size, "truncated file header"
+                self._bad(0, size, "truncated file header at offset 0")
             return
-        if blob[: len(MAGIC)] != MAGIC:
-            st.error = "not a WAL file (bad magic)"
-            st.bad_bytes = size
-            return
-        yield from self._records(memoryview(blob), size)
-
-    def _records(self, mv: memoryview, size: int) -> Iterator[PointsRecord]:
-        st = self.stats
-        dctx = zstandard.ZstdDecompressor()
         pos = len(MAGIC)
+        if blob[: len(MAGIC)] != MAGIC:
+            # A flipped bit there must not cost the whole file: records may still follow.
+            nxt = self._resync(blob, 0)
+            self._bad(0, nxt, "not a WAL file (bad magic) at offset 0")
+            pos = nxt
+        yield from self._records(blob, pos)
+
+    def _records(self, blob: bytes, pos: int) -> Iterator[PointsRecord]:
+        st = self.stats
+        mv = memoryview(blob)
+        size = len(blob)
+        dctx = zstandard.ZstdDecompressor()
         while pos < size:
-            if size - pos < REC.size:
-                self._bad(size - pos, "torn record header at end of file")
-                return
-            crc, length, rtype, flags, _, raw_len = REC.unpack_from(mv, pos)
-            end = pos + REC.size + length
-            if end > size:
-                self._bad(size - pos, "truncated record at end of file")
-                return
-            payload = mv[pos + REC.size:end]
-            if zlib.crc32(payload, zlib.crc32(mv[pos + 4:pos + REC.size])) != crc:
-                self._bad(size - pos, f"checksum mismatch at offset {pos}")
-                return
-            try:
-                data = dctx.decompress(payload, max_output_size=raw_len) if flags & F_ZSTD else bytes(payload)
-                if rtype == T_HEADER:
-                    st.header = orjson.loads(data)
-                elif rtype == T_KEYS:
-                    for kid, freq, parts in orjson.loads(data):
-                        self.key_of[int(kid)] = (SeriesKey(*parts), int(freq))
-                        st.keys += 1
-                rec = self._points(data) if rtype == T_POINTS else None
-            except (zstandard.ZstdError, orjson.JSONDecodeError, struct.error, ValueError, TypeError) as e:
-                self._bad(size - pos, f"undecodable record at offset {pos}: {e}")
-                return
+            rec, why, end = self._record(mv, size, pos, dctx)
+            if why is not None:
+                nxt = self._resync(blob, pos + 1)
+                self._bad(pos, nxt - pos, f"{why} at offset {pos}")
+                pos = nxt
+                continue
             pos = end
             st.records += 1
             if rec is not None:
                 yield rec
 
-    def _points(self, data: bytes) -> PointsRecord | None:
+    def _record(self, mv: memoryview, size: int, pos: int, dctx: zstandard.ZstdDecompressor
+                ) -> tuple[PointsRecord | None, str | None, int]:
+        """(points or None, reason it is bad or None, end offset) of the record at ``pos``."""
+        if size - pos < REC.size:
+            return None, "torn record header at end of file", size
+        crc, length, rtype, flags, _, raw_len = REC.unpack_from(mv, pos)
+        end = pos + REC.size + length
+        if end > size:
+            return None, "truncated record at end of file", size
+        payload = mv[pos + REC.size:end]
+        if zlib.crc32(payload, zlib.crc32(mv[pos + 4:pos + REC.size])) != crc:
+            return None, "checksum mismatch", end
+        try:
+            data = _unpack_payload(payload, flags, raw_len, dctx)
+            rec = None
+            if rtype == T_HEADER:
+                header = orjson.loads(data)
+                if not isinstance(header, dict):
+                    raise ValueError("header record is not an object")
+                self.stats.header = header
+            elif rtype == T_KEYS:
+                self._keys(orjson.loads(data))
+            elif rtype == T_POINTS:
+                rec = self._points(data)
+        except (zstandard.ZstdError, orjson.JSONDecodeError, struct.error, ValueError, TypeError) as e:
+            return None, f"undecodable record ({e})", end
+        return rec, None, end
+
+    def _resync(self, blob: bytes, start: int) -> int:
+        """Offset of the next record at or after ``start`` whose header is plausible and whose CRC
+        matches (``len(blob)`` if there is none)."""
+        size = len(blob)
+        mv = memoryview(blob)
+        for m in _RECORD_TAIL_RE.finditer(blob, start + 8):
+            pos = m.start() - 8
+            if size - pos < REC.size:
+                break
+            crc, length, rtype, flags, _, raw_len = REC.unpack_from(mv, pos)
+            end = pos + REC.size + length
+            if end <= size and raw_len <= MAX_RAW_BYTES and \
+                    zlib.crc32(mv[pos + REC.size:end], zlib.crc32(mv[pos + 4:pos + REC.size])) == crc:
+                return pos
+        return size
+
+    def _keys(self, defs) -> None:
+        if not isinstance(defs, list):
+            raise ValueError("keys record is not a list")
+        parsed = []
+        for d in defs:
+            if not (isinstance(d, list) and len(d) == 3):
+                raise ValueError(f"key definition {d!r:.80} is not [kid, frequency, key]")
+            kid, freq, parts = d
+            if not _is_int(kid) or not 0 <= kid < 2**31 or not _is_int(freq) or freq <= 0:
+                raise ValueError(f"key definition {d!r:.80}: bad kid or frequency")
+            if not (isinstance(parts, list) and len(parts) == len(SeriesKey._fields)
+                    and all(isinstance(x, str) and "\x1f" not in x for x in parts)):
+                raise ValueError(f"key definition {d!r:.80}: key is not {len(SeriesKey._fields)} strings")
+            parsed.append((kid, SeriesKey(*parts), freq))
+        for kid, key, freq in parsed:  # all or nothing
+            self.key_of[kid] = (key, freq)
+        self.stats.keys += len(parsed)
+
+    def _points(self, data: bytes) -> PointsRecord:
         st = self.stats
         recv_ns, n = PTS.unpack_from(data, 0)
         o = PTS.size
+        if len(data) != o + 20 * n:
+            raise ValueError(f"points record of {n} points has {len(data)} bytes, expected {o + 20 * n}")
         kids = np.frombuffer(data, dtype="<i4", count=n, offset=o).astype(np.int64)
+        if n and int(kids.min()) < 0:
+            raise ValueError("negative series id in points record")
         ts = np.frombuffer(data, dtype="<i8", count=n, offset=o + 4 * n)
         vals = np.frombuffer(data, dtype="<f8", count=n, offset=o + 12 * n)
         recv = recv_ns / 1e9
@@ -393,10 +461,29 @@ class WalReader:
             st.max_ts = hi if st.max_ts is None else max(st.max_ts, hi)
         return PointsRecord(recv, kids, ts, vals)
 
-    def _bad(self, nbytes: int, why: str) -> None:
-        self.stats.bad_records += 1
-        self.stats.bad_bytes += nbytes
-        self.stats.error = why
+    def _bad(self, pos: int, nbytes: int, why: str) -> None:
+        st = self.stats
+        st.bad_records += 1
+        st.bad_bytes += nbytes
+        st.damage.append((pos, nbytes, why))
+        st.error = why if st.error is None else f"{st.error}; {why}"
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _unpack_payload(payload: memoryview, flags: int, raw_len: int, dctx: zstandard.ZstdDecompressor) -> bytes:
+    """The record's payload, decompressed to exactly ``raw_len`` bytes (ValueError if it is not)."""
+    if flags & ~F_ZSTD:
+        raise ValueError(f"unknown flags {flags:#x}")
+    if not flags & F_ZSTD:
+        data = bytes(payload)
+    else:
+        data = decompress_exact(dctx, payload, raw_len, MAX_RAW_BYTES)
+    if len(data) != raw_len:
+        raise ValueError(f"payload has {len(data)} bytes, the header says {raw_len}")
+    return data
 
 
 def wal_info(path: Path) -> WalFileStats:

@@ -55,10 +55,14 @@ _TAG_ALIASES = {"type": "type", "type-id": "type-id", "typeid": "type-id", "styp
                 "stype-id": "stype-id", "stypeid": "stype-id", "hostname": "hostname", "cluster": "cluster"}
 
 
+MAX_DEPTH = 64  # nesting of parentheses, brackets, calls and '!': deeper is an error, not a RecursionError
+MAX_NUMBER_DIGITS = 64
+
+
 def _regex(pattern: str, where: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern.replace("%", "\\"))
-    except re.error as e:
+    except (re.error, OverflowError, RecursionError) as e:  # 'a{99999999999}': OverflowError
         raise ConditionError(f"{where}: invalid regular expression {pattern!r}: {e}") from None
 
 
@@ -128,10 +132,17 @@ class _Parser:
             pos = m.end()
         self.toks.append(("end", "", len(text)))
         self.i = 0
+        self.depth = 0
+
+    def enter(self, pos: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            self.fail(f"nested more than {MAX_DEPTH} levels deep", pos)
 
     def fail(self, msg: str, pos: int | None = None) -> None:
         col = (self.toks[self.i][2] if pos is None else pos) + 1
-        raise ConditionError(f"{self.where}: {msg} at column {col} in {self.text!r}")
+        text = self.text if len(self.text) <= 200 else self.text[:200] + "..."
+        raise ConditionError(f"{self.where}: {msg} at column {col} in {text!r}")
 
     def peek(self) -> tuple[str, str, int]:
         return self.toks[self.i]
@@ -173,8 +184,10 @@ class _Parser:
 
     def parse_not(self) -> _Eval:
         if self.peek()[0] == "op" and self.peek()[1] == "!":
+            self.enter(self.peek()[2])
             self.i += 1
             inner = self.parse_not()
+            self.depth -= 1
             return lambda m: not inner(m)
         return self.parse_cmp()
 
@@ -222,29 +235,42 @@ class _Parser:
     def parse_primary(self) -> _Eval:
         kind, val, pos = self.take()
         if kind == "num":
+            if len(val) > MAX_NUMBER_DIGITS:
+                self.fail(f"number longer than {MAX_NUMBER_DIGITS} characters", pos)
             return _const(float(val) if any(c in val for c in ".eE") else int(val))
         if kind == "str":
             body = val[1:-1]
             return _const(re.sub(r"\\(.)", r"\1", body))
-        if kind == "op" and val == "(":
-            e = self.parse_or()
-            self.expect(")")
-            return e
-        if kind == "op" and val == "[":
-            items: list[_Eval] = []
-            if not (self.peek()[0] == "op" and self.peek()[1] == "]"):
-                items.append(self.parse_or())
-                while self.peek()[0] == "op" and self.peek()[1] == ",":
-                    self.i += 1
-                    items.append(self.parse_or())
-            self.expect("]")
-            return lambda m: [it(m) for it in items]
+        if kind == "op" and val in "([":
+            self.enter(pos)
+            try:
+                return self.parse_group(val)
+            finally:
+                self.depth -= 1
         if kind == "name":
             if self.peek()[0] == "op" and self.peek()[1] == "(":
-                return self.parse_call(val, pos)
+                self.enter(pos)
+                try:
+                    return self.parse_call(val, pos)
+                finally:
+                    self.depth -= 1
             return self.name(val, pos)
         self.fail(f"unexpected {val or 'end of condition'!r}", pos)
         raise AssertionError  # unreachable
+
+    def parse_group(self, val: str) -> _Eval:
+        if val == "(":
+            e = self.parse_or()
+            self.expect(")")
+            return e
+        items: list[_Eval] = []  # '[' list ']'
+        if not (self.peek()[0] == "op" and self.peek()[1] == "]"):
+            items.append(self.parse_or())
+            while self.peek()[0] == "op" and self.peek()[1] == ",":
+                self.i += 1
+                items.append(self.parse_or())
+        self.expect("]")
+        return lambda m: [it(m) for it in items]
 
     def parse_call(self, fname: str, pos: int) -> _Eval:
         self.expect("(")

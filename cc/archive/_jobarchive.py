@@ -86,6 +86,8 @@ def gunzip(blob: bytes) -> bytes:
         rest = d.unused_data
         d = zlib.decompressobj(47)
         out += d.decompress(rest)
+    if not d.eof:  # zlib returns what it has for a cut-off stream; that is damage, not data
+        raise zlib.error("truncated gzip stream (no end of stream)")
     return out
 
 
@@ -247,6 +249,9 @@ class JobArchive:
             raise ArchiveError(f"{path}: invalid JSON: {e}") from None
         if not isinstance(doc, dict):
             raise ArchiveError(f"{path}: top level must be an object")
+        stats = doc.get("statistics")
+        if stats is not None and (not isinstance(stats, dict) or not all(isinstance(v, dict) for v in stats.values())):
+            raise ArchiveError(f"{path}: statistics: must be an object of {{min, avg, max}} objects")
         self._remember(key, stamp, len(raw), doc)
         return doc
 
@@ -276,8 +281,7 @@ class JobArchive:
             doc = orjson.loads(raw)
         except (zlib.error, orjson.JSONDecodeError) as e:
             raise ArchiveError(f"{path}: unreadable: {e}") from None
-        if not isinstance(doc, dict):
-            raise ArchiveError(f"{path}: top level must be an object")
+        check_job_data(doc, path)
         self._remember(key, stamp, len(raw), doc)
         return doc
 
@@ -315,6 +319,53 @@ class JobArchive:
     def cache_info(self) -> dict[str, int]:
         with self._lock:
             return {"entries": len(self._cache), "bytes": self._cached, "limit": self.cache_bytes}
+
+
+_NUMBER_TYPES = frozenset({int, float})
+_VALUE_TYPES = frozenset({int, float, type(None)})
+
+
+def check_job_data(doc: Any, path: Path | str) -> None:
+    """Raise ArchiveError naming file and field unless ``doc`` has the shape readers rely on.
+
+    Lenient by design (real cc-backend archives hold values outside the strict schema): only
+    what the code indexes is checked - objects where it looks up keys, lists where it
+    iterates, numbers or null in ``data`` and ``statistics`` - so any document that passes
+    is safe to resample, aggregate and serve.  Cost: one pass over the values in C (about a
+    third of what parsing the JSON costs).
+    """
+    if not isinstance(doc, dict):
+        raise ArchiveError(f"{path}: (document): must be an object of metrics")
+    for metric, per_scope in doc.items():
+        if not isinstance(per_scope, dict):
+            raise ArchiveError(f"{path}: {metric}: must be an object of scopes")
+        for scope, jm in per_scope.items():
+            where = f"{path}: {metric}.{scope}"
+            if not isinstance(jm, dict):
+                raise ArchiveError(f"{where}: must be an object")
+            ts = jm.get("timestep")
+            if ts is not None and (type(ts) not in _NUMBER_TYPES or not 0 <= ts < 2**53):
+                raise ArchiveError(f"{where}.timestep: must be a non-negative number, got {ts!r:.40}")
+            for name in ("unit", "statisticsSeries"):
+                if jm.get(name) is not None and not isinstance(jm[name], dict):
+                    raise ArchiveError(f"{where}.{name}: must be an object")
+            series = jm.get("series")
+            if series is None:
+                continue
+            if not isinstance(series, list):
+                raise ArchiveError(f"{where}.series: must be a list")
+            for i, se in enumerate(series):
+                if not isinstance(se, dict):
+                    raise ArchiveError(f"{where}.series[{i}]: must be an object")
+                data = se.get("data")
+                if not isinstance(data, list) or not set(map(type, data)) <= _VALUE_TYPES:
+                    raise ArchiveError(f"{where}.series[{i}].data: must be a list of numbers and nulls")
+                st = se.get("statistics")
+                if st is not None and (not isinstance(st, dict) or not set(map(type, st.values())) <= _VALUE_TYPES):
+                    raise ArchiveError(f"{where}.series[{i}].statistics: must be an object of numbers")
+                host = se.get("hostname")
+                if host is not None and not isinstance(host, str):
+                    raise ArchiveError(f"{where}.series[{i}].hostname: must be a string")
 
 
 def _subdirs(path: str) -> list[str]:

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -48,6 +49,7 @@ FRAME = struct.Struct("<4sIQQI")
 CHUNK_HEAD = struct.Struct("<IIqq")
 F_ZSTD = 1
 CHUNK_BYTES = 16 << 20
+MAX_RAW_BYTES = 1 << 31  # a chunk holds ~16 MB of rings; bounds what a damaged length can allocate
 VERSION = 1
 
 
@@ -172,9 +174,29 @@ def _chunk_payload(freq: int, slots: int, lens: np.ndarray, blob: bytes, last: n
                      np.ascontiguousarray(ring, dtype="<f8").tobytes()))
 
 
+def decompress_exact(dctx: zstandard.ZstdDecompressor, payload, raw_len: int, limit: int) -> bytes:
+    """A zstd frame that must decompress to ``raw_len`` bytes (at most ``limit``).
+
+    Why not just ``decompress(max_output_size=raw_len)``: when the frame header states a
+    content size, zstandard allocates that size and ignores the limit, so a damaged header
+    could ask for gigabytes.  Raises ValueError or ZstdError.
+    """
+    if raw_len > limit:
+        raise ValueError(f"raw length {raw_len} is implausible (more than {limit})")
+    stated = zstandard.frame_content_size(payload)
+    if stated != -1 and stated != raw_len:
+        raise ValueError(f"zstd frame holds {stated} bytes, the header says {raw_len}")
+    return dctx.decompress(payload, max_output_size=raw_len)
+
+
 def _parse_chunk(data: bytes, where: str) -> Chunk:
+    """A CHNK payload; raises SnapshotError (or struct.error / ValueError) if it is inconsistent."""
     n, slots, freq, _ = CHUNK_HEAD.unpack_from(data, 0)
     o = CHUNK_HEAD.size
+    if len(data) < o + 20 * n:
+        raise SnapshotError(f"{where}: chunk of {n} series has only {len(data)} bytes")
+    if n and (slots < 1 or freq < 1):
+        raise SnapshotError(f"{where}: chunk with {slots} slots per ring and frequency {freq}")
     last = np.frombuffer(data, "<i8", n, o)
     first = np.frombuffer(data, "<i8", n, o + 8 * n)
     lens = np.frombuffer(data, "<u4", n, o + 16 * n).astype(np.int64)
@@ -184,9 +206,16 @@ def _parse_chunk(data: bytes, where: str) -> Chunk:
     r0 = kend + (-kend % 8)
     if len(data) != r0 + 8 * n * slots:
         raise SnapshotError(f"{where}: chunk of {n} series has {len(data)} bytes, expected {r0 + 8 * n * slots}")
+    if n and bool((first > last).any()):
+        raise SnapshotError(f"{where}: chunk has a series whose first bin is after its last")
     ring = np.frombuffer(data, "<f8", n * slots, r0).reshape(n, slots)
     ends = np.cumsum(lens)
-    keys = [SeriesKey.decode(blob[e - ln:e]) for e, ln in zip(ends.tolist(), lens.tolist(), strict=True)]
+    keys = []
+    for e, ln in zip(ends.tolist(), lens.tolist(), strict=True):
+        parts = blob[e - ln:e].decode().split("\x1f")
+        if len(parts) != len(SeriesKey._fields):
+            raise SnapshotError(f"{where}: chunk has a series key of {len(parts)} parts")
+        keys.append(SeriesKey(*parts))
     return Chunk(int(freq), int(slots), keys, last, first, ring)
 
 
@@ -274,9 +303,9 @@ def _frames(path: Path, blob: bytes) -> list[tuple[bytes, int, memoryview, int, 
         seen_foot = tag == b"FOOT"
         pos = end
     if not seen_foot:
-        raise SnapshotError(f"{path}: incomplete (no footer): the write was interrupted")
+        raise SnapshotError(f"{path}: incomplete (no footer after offset {pos}): the write was interrupted")
     if not out or out[0][0] != b"HEAD":
-        raise SnapshotError(f"{path}: no header frame")
+        raise SnapshotError(f"{path}: no header frame at offset {len(MAGIC)}")
     return out
 
 
@@ -304,15 +333,22 @@ def read_binary(path: Path, *, verify_only: bool = False, threads: int = 2) -> I
         def decode(frame) -> bytes:
             tag, flags, payload, raw, _, pos = frame
             try:
-                return zstandard.ZstdDecompressor().decompress(payload, max_output_size=raw) \
+                if flags & ~F_ZSTD:
+                    raise ValueError(f"unknown flags {flags:#x}")
+                data = decompress_exact(zstandard.ZstdDecompressor(), payload, raw, MAX_RAW_BYTES) \
                     if flags & F_ZSTD else bytes(payload)
-            except zstandard.ZstdError as e:
+                if len(data) != raw:
+                    raise ValueError(f"{len(data)} bytes, the header says {raw}")
+                return data
+            except (zstandard.ZstdError, ValueError) as e:
                 raise SnapshotError(f"{path}: undecodable {tag!r} frame at offset {pos}: {e}") from None
 
         try:
-            orjson.loads(decode(frames[0]))
+            head = orjson.loads(decode(frames[0]))
         except orjson.JSONDecodeError as e:
-            raise SnapshotError(f"{path}: undecodable header: {e}") from None
+            raise SnapshotError(f"{path}: undecodable header at offset {frames[0][5]}: {e}") from None
+        if not isinstance(head, dict):
+            raise SnapshotError(f"{path}: header at offset {frames[0][5]} is not an object")
         chunks = [f for f in frames if f[0] == b"CHNK"]
         ahead = max(1, threads)
         pending = [ex.submit(decode, f) for f in chunks[:ahead]]
@@ -322,11 +358,65 @@ def read_binary(path: Path, *, verify_only: bool = False, threads: int = 2) -> I
             if i + ahead < len(chunks):
                 pending.append(ex.submit(decode, chunks[i + ahead]))
             try:
-                yield _parse_chunk(data, str(path))
+                chunk = _parse_chunk(data, f"{path}: chunk at offset {chunks[i][5]}")
             except (struct.error, ValueError) as e:
                 if isinstance(e, SnapshotError):
                     raise
                 raise SnapshotError(f"{path}: undecodable chunk at offset {chunks[i][5]}: {e}") from None
+            yield chunk
+
+
+def salvage_binary(path: Path, damage: list[str] | None = None) -> Iterator[Chunk]:
+    """The chunks of a damaged binary snapshot that still check out, found by their frame tag.
+
+    For a restore that has no intact snapshot left: every chunk whose frame header, CRC and
+    contents are good is returned, wherever it sits; what lies between them is appended
+    to ``damage`` as "offset N: reason" (never raises on damage; OSError if unreadable).
+    """
+    blob = Path(path).read_bytes()
+    mv = memoryview(blob)
+    dctx = zstandard.ZstdDecompressor()
+    pos = gap = len(MAGIC)
+    if blob[:len(MAGIC)] != MAGIC and damage is not None:
+        damage.append("offset 0: bad magic")
+    while True:
+        pos = blob.find(b"CHNK", pos)
+        if pos < 0 or len(blob) - pos < FRAME.size:
+            break
+        _, flags, length, raw, crc = FRAME.unpack_from(mv, pos)
+        end = pos + FRAME.size + length
+        chunk = None
+        if end <= len(blob) and zlib.crc32(mv[pos + FRAME.size:end]) == crc:
+            try:
+                if flags & ~F_ZSTD:
+                    raise ValueError(f"unknown flags {flags:#x}")
+                payload = mv[pos + FRAME.size:end]
+                data = decompress_exact(dctx, payload, raw, MAX_RAW_BYTES) if flags & F_ZSTD else bytes(payload)
+                chunk = _parse_chunk(data, f"{path}: chunk at offset {pos}")
+            except (zstandard.ZstdError, struct.error, ValueError) as e:
+                if damage is not None:
+                    damage.append(f"offset {pos}: undecodable chunk ({e})")
+        if chunk is None:
+            pos += 1
+            continue
+        if pos > gap and damage is not None and not _intact_frame(blob, b"HEAD", gap, pos):
+            damage.append(f"offset {gap}: {pos - gap} damaged bytes before the chunk at offset {pos}")
+        yield chunk
+        pos = gap = end
+    if damage is not None:
+        if gap >= len(blob):
+            damage.append(f"offset {gap}: no footer (the file ends early)")
+        elif not _intact_frame(blob, b"FOOT", gap, len(blob)):
+            damage.append(f"offset {gap}: {len(blob) - gap} damaged bytes at the end")
+
+
+def _intact_frame(blob: bytes, tag: bytes, start: int, end: int) -> bool:
+    """Whether blob[start:end] is exactly one intact frame of ``tag`` (the HEAD before the first
+    chunk, the FOOT after the last)."""
+    if end - start < FRAME.size:
+        return False
+    t, _, length, _, crc = FRAME.unpack_from(blob, start)
+    return t == tag and start + FRAME.size + length == end and zlib.crc32(blob[start + FRAME.size:end]) == crc
 
 
 def binary_header(path: Path) -> dict:
@@ -334,11 +424,16 @@ def binary_header(path: Path) -> dict:
         blob = f.read(len(MAGIC) + FRAME.size + 65536)
     if blob[:len(MAGIC)] != MAGIC:
         raise SnapshotError(f"{path}: not a snapshot file (bad magic)")
+    if len(blob) < len(MAGIC) + FRAME.size:
+        raise SnapshotError(f"{path}: truncated header frame at offset {len(MAGIC)}")
     tag, flags, length, _, crc = FRAME.unpack_from(blob, len(MAGIC))
     payload = blob[len(MAGIC) + FRAME.size:len(MAGIC) + FRAME.size + length]
-    if tag != b"HEAD" or zlib.crc32(payload) != crc:
-        raise SnapshotError(f"{path}: damaged header frame")
-    return orjson.loads(payload)
+    if tag != b"HEAD" or flags or zlib.crc32(payload) != crc:
+        raise SnapshotError(f"{path}: damaged header frame at offset {len(MAGIC)}")
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as e:
+        raise SnapshotError(f"{path}: undecodable header at offset {len(MAGIC)}: {e}") from None
 
 
 # -- JSON format -------------------------------------------------------------------------------
@@ -366,7 +461,41 @@ def _write_json(store: Store, f, st: SnapshotStats) -> None:
     f.write(b'],"complete":true}')
 
 
+_JSON_KEY_FIELDS = (("cluster", None), ("host", None), ("metric", None), ("type", "node"), ("type-id", ""),
+                    ("stype", ""), ("stype-id", ""))
+
+
+def _json_series(s: Any, where: str) -> tuple[int, int, SeriesKey, np.ndarray]:
+    """(frequency, first bin, key, values) of one entry of a JSON snapshot; SnapshotError names the field."""
+    if not isinstance(s, dict):
+        raise SnapshotError(f"{where}: must be an object")
+    parts = []
+    for name, default in _JSON_KEY_FIELDS:
+        v = s.get(name, default)
+        if not isinstance(v, str) or "\x1f" in v or (default is None and not v):
+            raise SnapshotError(f"{where}.{name}: must be a non-empty string" if default is None
+                                else f"{where}.{name}: must be a string")
+        parts.append(v)
+    freq, frm, data = s.get("frequency"), s.get("from"), s.get("data")
+    if not _json_int(freq) or freq < 1:
+        raise SnapshotError(f"{where}.frequency: must be a positive integer, got {freq!r:.40}")
+    if not _json_int(frm) or frm < 0:
+        raise SnapshotError(f"{where}.from: must be a non-negative integer, got {frm!r:.40}")
+    if not isinstance(data, list) or not all(v is None or (type(v) in (int, float)) for v in data):
+        raise SnapshotError(f"{where}.data: must be a list of numbers and nulls")
+    try:
+        vals = np.array([np.nan if v is None else v for v in data], dtype=np.float64)
+    except OverflowError:
+        raise SnapshotError(f"{where}.data: a number is out of the float64 range") from None
+    return freq, frm // freq, SeriesKey(*parts), vals
+
+
+def _json_int(v: Any) -> bool:
+    return type(v) is int and v < 2**62
+
+
 def read_json(path: Path) -> Iterator[Chunk]:
+    """Chunks of a JSON snapshot (series grouped by frequency and length, so rings are not padded)."""
     try:
         doc = orjson.loads(Path(path).read_bytes())
     except OSError as e:
@@ -375,25 +504,19 @@ def read_json(path: Path) -> Iterator[Chunk]:
         raise SnapshotError(f"{path}: invalid or truncated JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("complete") is not True or not isinstance(doc.get("series"), list):
         raise SnapshotError(f"{path}: not a complete cc-py JSON snapshot")
-    by_freq: dict[int, list[dict]] = {}
-    try:
-        for s in doc["series"]:
-            by_freq.setdefault(int(s["frequency"]), []).append(s)
-        for freq, items in by_freq.items():
-            for a in range(0, len(items), 4096):
-                part = items[a:a + 4096]
-                slots = max(1, max(len(s["data"]) for s in part))
-                ring = np.full((len(part), slots), np.nan)
-                first = np.array([int(s["from"]) // freq for s in part], dtype=np.int64)
-                last = first + np.array([max(1, len(s["data"])) for s in part], dtype=np.int64) - 1
-                for i, s in enumerate(part):
-                    vals = np.array([np.nan if v is None else v for v in s["data"]], dtype=np.float64)
-                    ring[i, (first[i] + np.arange(len(vals))) % slots] = vals
-                keys = [SeriesKey(s["cluster"], s["host"], s["metric"], s.get("type", "node"), s.get("type-id", ""),
-                                  s.get("stype", ""), s.get("stype-id", "")) for s in part]
-                yield Chunk(freq, slots, keys, last, first, ring)
-    except (KeyError, TypeError, ValueError) as e:
-        raise SnapshotError(f"{path}: malformed series entry: {e!r}") from None
+    groups: dict[tuple[int, int], list[tuple[int, SeriesKey, np.ndarray]]] = {}
+    for i, s in enumerate(doc["series"]):
+        freq, first, key, vals = _json_series(s, f"{path}: series[{i}]")
+        groups.setdefault((freq, max(1, len(vals))), []).append((first, key, vals))
+    for (freq, slots), items in groups.items():
+        for a in range(0, len(items), 4096):
+            part = items[a:a + 4096]
+            ring = np.full((len(part), slots), np.nan)
+            first = np.array([f for f, _, _ in part], dtype=np.int64)
+            last = first + slots - 1
+            for i, (_, _, vals) in enumerate(part):
+                ring[i, (first[i] + np.arange(len(vals))) % slots] = vals
+            yield Chunk(freq, slots, [k for _, k, _ in part], last, first, ring)
 
 
 def read_snapshot(path: Path, threads: int = 2) -> Iterator[Chunk]:
@@ -484,6 +607,20 @@ def load_snapshot(store: Store, path: Path, *, keep_from: float | None = None, c
     return st
 
 
+def salvage_snapshot(store: Store, path: Path, *, keep_from: float | None = None, counter_slot: int | None = None
+                     ) -> tuple[InstallStats, list[str]]:
+    """Install what :func:`salvage_binary` finds in a damaged snapshot: (stats, damaged ranges)."""
+    st = InstallStats()
+    damage: list[str] = []
+    if Path(path).suffix != ".json":  # a damaged JSON document holds nothing that can be trusted
+        for ch in salvage_binary(path, damage):
+            install_chunk(store, ch, st, keep_from=keep_from, counter_slot=counter_slot)
+    if counter_slot is not None:
+        store.counters[counter_slot, L.COUNTER_INDEX["restored_points"]] += st.points
+        store.counters[counter_slot, L.COUNTER_INDEX["restored_series"]] += st.series
+    return st, damage
+
+
 def snapshot_info(path: Path) -> SnapshotStats:
     """What a snapshot file holds, for ``cc-supervise checkpoint-info`` (never raises on damage)."""
     path = Path(path)
@@ -494,8 +631,12 @@ def snapshot_info(path: Path) -> SnapshotStats:
             head = binary_header(path)
         else:
             head = orjson.loads(path.read_bytes())
-            head.pop("series", None)
-        st.epoch, st.created, st.retention = int(head.get("epoch", -1)), head.get("created", 0), head.get("retention", 0)
+        if not isinstance(head, dict):
+            raise SnapshotError(f"{path}: the header is not an object")
+        head.pop("series", None)
+        epoch = head.get("epoch", -1)
+        st.epoch = epoch if type(epoch) is int else -1
+        st.created, st.retention = head.get("created", 0), head.get("retention", 0)
         for ch in read_snapshot(path):
             st.chunks += 1
             ok = ~np.isnan(ch.ring)

@@ -33,8 +33,11 @@ that snapshot when the newest one is damaged, without losing anything.
 
 **Restore** (store process, fresh shared memory only; the supervisor starts nothing else
 before ``H_RESTORE`` says done): newest snapshot that passes its checksums (damaged ones
-are logged, renamed to ``*.damaged`` and skipped), then the WAL files of its epoch and
-later, merged by receive time, each request re-applying its own age limits.  Then
+are logged with file and offset, renamed to ``*.damaged`` and skipped; if none is intact,
+the chunks of the damaged ones that still check out are loaded and every WAL file on disk
+is replayed), then the WAL files of its epoch and later, merged by receive time, each
+request re-applying its own age limits.  Damaged WAL records are skipped (see
+:class:`cc.wal.WalReader`); no file's damage, and no unexpected error, stops the restore.  Then
 ``H_WAL_EPOCH`` is set above every epoch on disk, so new files never mix with old ones.
 """
 
@@ -60,6 +63,7 @@ from cc.shm._snapshot import (
     SnapshotStats,
     list_snapshots,
     load_snapshot,
+    salvage_snapshot,
     write_snapshot,
 )
 from cc.shm._store import Store
@@ -76,6 +80,7 @@ class RestoreReport:
     snapshot_series: int = 0
     snapshot_points: int = 0
     damaged_snapshots: list[str] = field(default_factory=list)
+    salvaged: list[str] = field(default_factory=list)  # damaged snapshots whose intact chunks were loaded
     wal_files: int = 0
     wal_records: int = 0
     wal_points: int = 0  # points stored by the replay
@@ -96,6 +101,8 @@ class RestoreReport:
             s += f"; skipped {self.bad_records} bad WAL records ({self.bad_bytes} bytes) in {', '.join(self.bad_files)}"
         if self.damaged_snapshots:
             s += f"; damaged snapshots skipped: {', '.join(self.damaged_snapshots)}"
+        if self.salvaged:
+            s += f" (intact chunks of {', '.join(self.salvaged)} loaded)"
         if self.wal_rejected:
             s += f"; {self.wal_rejected} WAL points rejected (unknown frequency or memory cap)"
         return s
@@ -192,25 +199,31 @@ class Checkpointer:
             self._remove_temp_files()
             snaps = list_snapshots(self.dir)
             base = None
+            damaged: list[Path] = []
             for epoch, path in snaps:
                 try:
                     st = load_snapshot(self.store, path, keep_from=keep_from, counter_slot=self.slot,
                                        threads=self.threads)
-                except SnapshotError as e:
-                    log.error("skipping damaged snapshot %s: %s", path, e)
+                except Exception as e:  # a damaged file must never stop the restore
+                    if isinstance(e, SnapshotError):
+                        log.error("skipping damaged snapshot %s: %s", path, e)
+                    else:
+                        log.exception("skipping snapshot %s: unexpected error while loading it", path)
                     rep.damaged_snapshots.append(path.name)
-                    with contextlib.suppress(OSError):
-                        path.rename(path.with_name(path.name + ".damaged"))
+                    damaged.append(path)
                     continue
                 base, rep.snapshot = epoch, path.name
                 rep.snapshot_series, rep.snapshot_points, rep.skipped_stale = st.series, st.points, st.skipped_stale
-                if st.unknown_frequencies:
-                    log.warning("snapshot %s: series of frequencies %s have no pool now (metric config changed?)",
-                                path.name, sorted(st.unknown_frequencies))
-                if st.rejected:
-                    log.warning("snapshot %s: %d series not restored (no pool for their frequency, or the memory "
-                                "cap / registry is full)", path.name, st.rejected)
+                self._warn_rejected(path, st)
                 break
+            if base is None and damaged:
+                # No intact snapshot: keep what the damaged ones still hold (oldest first, so newer
+                # rings win); the WAL replay below then covers every epoch still on disk.
+                for path in reversed(damaged):
+                    self._salvage(path, keep_from, rep)
+            for path in damaged:
+                with contextlib.suppress(OSError):
+                    path.rename(path.with_name(path.name + ".damaged"))
             files = [p for p in list_wal_files(self.dir) if base is None or file_epoch(p) >= base]
             self.replay(files, rep)
             epochs = [e for e, _ in snaps] + [file_epoch(p) for p in list_wal_files(self.dir)]
@@ -220,60 +233,95 @@ class Checkpointer:
         rep.seconds = time.perf_counter() - t0
         return rep
 
+    def _warn_rejected(self, path: Path, st) -> None:
+        if st.unknown_frequencies:
+            log.warning("snapshot %s: series of frequencies %s have no pool now (metric config changed?)",
+                        path.name, sorted(st.unknown_frequencies))
+        if st.rejected:
+            log.warning("snapshot %s: %d series not restored (no pool for their frequency, or the memory "
+                        "cap / registry is full)", path.name, st.rejected)
+
+    def _salvage(self, path: Path, keep_from: float | None, rep: RestoreReport) -> None:
+        try:
+            st, damage = salvage_snapshot(self.store, path, keep_from=keep_from, counter_slot=self.slot)
+        except Exception:
+            log.exception("cannot salvage damaged snapshot %s", path)
+            return
+        rep.snapshot_series += st.series
+        rep.snapshot_points += st.points
+        rep.salvaged.append(path.name)
+        log.warning("salvaged %d series / %d points from damaged snapshot %s; damaged: %s", st.series, st.points,
+                    path, "; ".join(damage[:10]) or "footer/structure only")
+        self._warn_rejected(path, st)
+
     def replay(self, files: list[Path], rep: RestoreReport) -> None:
         """Re-apply WAL files: epoch by epoch, records of one epoch merged by receive time."""
         store = self.store
         for _, group in itertools.groupby(files, key=file_epoch):
             readers = [WalReader(p) for p in group]
-            maps = [np.full(0, -1, dtype=np.int64) for _ in readers]
-            streams = [_tagged(r, i) for i, r in enumerate(readers)]
-            batch: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-            size = 0
-            for _, i, rec in heapq.merge(*streams, key=lambda x: (x[0], x[1])):
-                rep.wal_records += 1
-                sids = self._map_kids(readers[i], maps, i, rec.kids)
-                ok = sids >= 0
-                rep.wal_rejected += int((~ok).sum())
-                if not ok.all():
-                    rec.ts, rec.values, sids = rec.ts[ok], rec.values[ok], sids[ok]
-                batch.append((sids, rec.ts, rec.values, np.full(len(sids), rec.received)))
-                size += len(sids)
-                if size >= REPLAY_BATCH_POINTS:
-                    self._flush(batch, rep)
-                    batch, size = [], 0
-            self._flush(batch, rep)
+            try:
+                self._replay_epoch(readers, rep)
+            except Exception:  # a bug must not stop the restore: the other epochs still count
+                log.exception("WAL replay of %s failed", ", ".join(r.path.name for r in readers))
+                rep.bad_files.extend(r.path.name for r in readers if r.path.name not in rep.bad_files)
             for r in readers:
                 rep.wal_files += 1
                 if r.stats.bad_records or r.stats.error:
                     rep.bad_records += max(1, r.stats.bad_records)
                     rep.bad_bytes += r.stats.bad_bytes
                     rep.bad_files.append(r.path.name)
-                    log.error("WAL %s: %s; %d bytes skipped (%d good records before it replayed)", r.path,
+                    log.error("WAL %s: %s; %d bytes skipped (%d good records replayed)", r.path,
                               r.stats.error, r.stats.bad_bytes, r.stats.records)
         if self.slot is not None:
             c = store.counters[self.slot]
             c[L.COUNTER_INDEX["wal_replayed_points"]] += rep.wal_points
             c[L.COUNTER_INDEX["wal_bad_records"]] += rep.bad_records
 
-    def _map_kids(self, reader: WalReader, maps: list[np.ndarray], i: int, kids: np.ndarray) -> np.ndarray:
-        m = maps[i]
-        top = int(kids.max()) + 1 if len(kids) else 0
-        if top > len(m):
-            grown = np.full(max(top, 2 * len(m)), -2, dtype=np.int64)  # -2 = not resolved yet
-            grown[: len(m)] = m
-            maps[i] = m = grown
-        sids = m[kids]
-        todo = np.unique(kids[sids == -2])
-        if len(todo):
-            known = [k for k in todo.tolist() if k in reader.key_of]
-            m[todo] = -1  # ids without a KEYS record (never written that way) stay rejected
+    def _replay_epoch(self, readers: list[WalReader], rep: RestoreReport) -> None:
+        """The records of one epoch's files, merged by receive time, written in batches."""
+        maps = [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) for _ in readers]
+        streams = [_tagged(r, i) for i, r in enumerate(readers)]
+        batch: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        size = 0
+        for _, i, rec in heapq.merge(*streams, key=lambda x: (x[0], x[1])):
+            rep.wal_records += 1
+            sids = self._map_kids(readers[i], maps, i, rec.kids)
+            ok = sids >= 0
+            rep.wal_rejected += int((~ok).sum())
+            if not ok.all():
+                rec.ts, rec.values, sids = rec.ts[ok], rec.values[ok], sids[ok]
+            batch.append((sids, rec.ts, rec.values, np.full(len(sids), rec.received)))
+            size += len(sids)
+            if size >= REPLAY_BATCH_POINTS:
+                self._flush(batch, rep)
+                batch, size = [], 0
+        self._flush(batch, rep)
+
+    def _map_kids(self, reader: WalReader, maps: list[tuple[np.ndarray, np.ndarray]], i: int, kids: np.ndarray
+                  ) -> np.ndarray:
+        """Series ids of a record's file-local kids (negative: rejected).
+
+        The map is a sorted (kid, sid) pair of arrays, not an array indexed by kid: kids are
+        the writer's ids, which grow over a worker's lifetime (every 1M-prefix cache reset
+        hands out new ones), so a file may hold a few kids in the hundreds of millions.
+        """
+        ks, ss = maps[i]
+        if not len(kids):
+            return kids
+        pos = np.minimum(np.searchsorted(ks, kids), max(len(ks) - 1, 0))
+        hit = ks[pos] == kids if len(ks) else np.zeros(len(kids), dtype=bool)
+        if not hit.all():
+            todo = np.unique(kids[~hit])
+            sids_new = np.full(len(todo), -1, dtype=np.int64)  # no KEYS record (never written so): rejected
+            known = [j for j, k in enumerate(todo.tolist()) if k in reader.key_of]
             if known:
-                keys = [reader.key_of[k][0] for k in known]
-                freqs = [reader.key_of[k][1] for k in known]
-                got = self.store.resolve(keys, freqs, counter_slot=self.slot)
-                m[np.array(known, dtype=np.int64)] = got
-            sids = m[kids]
-        return sids
+                keys = [reader.key_of[int(todo[j])][0] for j in known]
+                freqs = [reader.key_of[int(todo[j])][1] for j in known]
+                sids_new[known] = self.store.resolve(keys, freqs, counter_slot=self.slot)
+            at = np.searchsorted(ks, todo)
+            maps[i] = ks, ss = np.insert(ks, at, todo), np.insert(ss, at, sids_new)
+            pos = np.searchsorted(ks, kids)
+        return ss[pos]
 
     def _flush(self, batch: list, rep: RestoreReport) -> None:
         if not batch:
