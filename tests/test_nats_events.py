@@ -133,5 +133,5 @@ async def test_node_states(setup):
 
     got = await until(lambda: (s := states()) and len(s) >= 2 and s, "node states")
     assert got["n01"] == "allocated" and got["n03"] == "idle"
-    await until(lambda: "rejected nodestate of cluster nope: unknown cluster: nope" in web_log(inst),
+    await until(lambda: "rejected nodestate of cluster nope: 'cluster': unknown cluster 'nope'" in web_log(inst),
                 "unknown cluster logged")
