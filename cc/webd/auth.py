@@ -135,10 +135,19 @@ class LoginLimiter:
         self.window = window
         self.failures: dict[str, deque[float]] = {}
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self.failures.setdefault(key, deque())
+    def _recent(self, key: str, now: float, *, create: bool = False) -> deque[float]:
+        """Failures of ``key`` within the window; keys without any are forgotten (not kept empty:
+        every login attempt with a new name would otherwise stay in memory)."""
+        q = self.failures.get(key)
+        if q is None:
+            q = deque()
+            if not create:
+                return q
+            self.failures[key] = q
         while q and q[0] < now - self.window:
             q.popleft()
+        if not q and not create:
+            del self.failures[key]
         return q
 
     def retry_after(self, ip: str, username: str, now: float | None = None) -> int:
@@ -153,7 +162,7 @@ class LoginLimiter:
     def failed(self, ip: str, username: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         for key in (f"ip:{ip}", f"user:{username}"):
-            self._recent(key, now).append(now)
+            self._recent(key, now, create=True).append(now)
         if len(self.failures) > 100_000:
             self.failures.clear()
 
