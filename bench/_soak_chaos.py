@@ -148,13 +148,44 @@ class Killer:
         return new
 
 
+def private_rss(pid: int | None) -> int | None:
+    """Anonymous resident memory of a process (``RssAnon``), in bytes.
+
+    Why not VmRSS (what ``cc-supervise status`` shows): it counts the pages of the metric
+    buffers in shared memory a process has touched, so a web process that read every
+    series looks gigabytes big without owning any of it.  A leak grows RssAnon.
+    """
+    if not pid:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far."""
+    if not pid:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @dataclass
 class Sampler:
-    """Every ``every`` seconds: pid and RSS of the supervisor and each child (for growth and restarts)."""
+    """Every ``every`` seconds: pid, RSS, private RSS and CPU time of the supervisor and each child."""
 
     run_dir: Path
     every: float = 5.0
-    samples: list[tuple[float, dict[str, tuple[int | None, int | None]]]] = field(default_factory=list)
+    # (time.monotonic(), {name: (pid, VmRSS, RssAnon)})
+    samples: list[tuple[float, dict[str, tuple[int | None, int | None, int | None]]]] = field(default_factory=list)
+    cpu: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> pid -> CPU seconds seen last
     last_status: dict[str, Any] | None = None
 
     async def take(self) -> None:
@@ -162,9 +193,18 @@ class Sampler:
         if st is None:
             return
         self.last_status = st
-        row = {"supervisor": (st["supervisor"]["pid"], st["supervisor"]["rss"])}
-        row.update({p["name"]: (p["pid"], p["rss"]) for p in st["processes"]})
+        sup = st["supervisor"]["pid"]
+        row = {"supervisor": (sup, st["supervisor"]["rss"], private_rss(sup))}
+        row.update({p["name"]: (p["pid"], p["rss"], private_rss(p["pid"])) for p in st["processes"]})
         self.samples.append((time.monotonic(), row))
+        for name, (pid, _, _) in row.items():
+            c = cpu_seconds(pid)
+            if c is not None:
+                self.cpu.setdefault(name, {})[pid] = c
+
+    def cpu_by_name(self) -> dict[str, float]:
+        """CPU seconds per process name, summed over its incarnations (up to each one's last sample)."""
+        return {name: sum(per_pid.values()) for name, per_pid in self.cpu.items()}
 
     async def run(self, end: float) -> None:
         while time.monotonic() < end:

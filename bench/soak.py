@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import sqlite3
 import sys
@@ -72,8 +73,8 @@ class Options:
     timestep: int = 1
     sockets: int = 2
     cores_per_socket: int = 16
-    lines: int = 5000
-    senders: int = 2
+    lines: int = 10_000
+    senders: int = 4
     ingest_workers: int = 2
     ui_users: int = 2
     jobs_running: int = 6
@@ -127,11 +128,13 @@ class Result:
     jobs_archived: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
-    samples: list[tuple[float, dict[str, tuple[int | None, int | None]]]] = field(default_factory=list)
+    samples: list[tuple[float, dict[str, tuple[int | None, int | None, int | None]]]] = field(default_factory=list)
     status: dict[str, Any] | None = None
     views: int = 0
     failures: list[str] = field(default_factory=list)
     t_start: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process name (harness = this script)
+    behind: float = 0.0  # seconds the stream was behind the clock when it stopped
 
     @property
     def points_lost(self) -> int:
@@ -185,6 +188,7 @@ async def _soak(inst, opts: Options, series: SeriesSet, result: Result) -> None:
                         random.Random(rng.random()), every=opts.kill_every, kinds=opts.kinds)
         sampler = Sampler(run_dir, every=opts.sample_every)
         result.t_start = t0 = time.monotonic()
+        cpu0 = _own_cpu()
         end = t0 + opts.duration
         async with trio.open_nursery() as n:
             n.start_soon(stream.run, end)
@@ -195,6 +199,7 @@ async def _soak(inst, opts: Options, series: SeriesSet, result: Result) -> None:
             n.start_soon(killer.run, end - min(15.0, opts.duration / 6))  # the last window closes before the end
             n.start_soon(sampler.run, end)
         result.elapsed = time.monotonic() - t0
+        result.behind = max(0.0, time.time() - (stream.last_bin + 1) * series.timestep)
         result.outcomes, result.windows, result.views = rec.outcomes, killer.windows, sum(u.views_done for u in users)
         result.failures += killer.failures + batch.failures
         await _all_back(run_dir, result)
@@ -202,6 +207,7 @@ async def _soak(inst, opts: Options, series: SeriesSet, result: Result) -> None:
         await _check_points(inst, stream, token, result)
         await sampler.take()
         result.samples, result.status = sampler.samples, sampler.last_status
+        result.cpu = {**sampler.cpu_by_name(), "harness": _own_cpu() - cpu0}
         _check_restarts(result)
         errs = result.errors_outside()
         if errs:
@@ -209,6 +215,13 @@ async def _soak(inst, opts: Options, series: SeriesSet, result: Result) -> None:
                                    f"{errs[0].kind} {errs[0].name}: {errs[0].error}")
     finally:
         shm.close()
+
+
+def _own_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 async def _all_back(run_dir: Path, result: Result, timeout: float = 120.0) -> None:
@@ -374,27 +387,30 @@ def _ms(xs: list[float]) -> str:
 
 
 def rss_table(result: Result) -> list[str]:
-    """Per process: RSS at the first sample after warm-up and at the end, and what happened between."""
+    """Per process: private RSS (RssAnon) and RSS at the first sample after warm-up and at the end.
+
+    A process restarted meanwhile is shown from the first sample of its last incarnation.
+    """
     if not result.samples:
-        return ["   (no samples)"]
+        return ["     (no samples)"]
     warm = result.t_start + min(30.0, result.opts.duration / 6)
     first = next((s for s in result.samples if s[0] >= warm), result.samples[0])
     last = result.samples[-1]
-    lines = []
-    for name, (pid1, rss1) in last[1].items():
-        pid0, rss0 = first[1].get(name, (None, None))
+    mib = 1 / 2**20
+    lines = [f"     {'process':12s} {'private (RssAnon) MiB':>28s}   {'RSS incl. shared memory MiB':>28s}"]
+    for name, (pid1, rss1, anon1) in last[1].items():
         if rss1 is None:
             lines.append(f"     {name:12s} not running at the end")
             continue
-        since = next((s for s in result.samples if s[1].get(name, (None,))[0] == pid1), None)
-        mib = 1 / 2**20
-        if pid0 == pid1 and rss0:
-            lines.append(f"     {name:12s} {rss0 * mib:7.1f} -> {rss1 * mib:7.1f} MiB  ({(rss1 - rss0) * mib:+.1f})")
-        else:
-            rs = since[1][name][1] if since else None
-            t = (since[0] - result.t_start) if since else 0
-            lines.append(f"     {name:12s} restarted; since its last start (+{t:.0f} s): "
-                         f"{(rs or 0) * mib:7.1f} -> {rss1 * mib:7.1f} MiB")
+        pid0, rss0, anon0 = first[1].get(name, (None, None, None))
+        note = ""
+        if pid0 != pid1:
+            since = next((s for s in result.samples if s[1].get(name, (None,))[0] == pid1), last)
+            _, rss0, anon0 = since[1][name]
+            note = f"  (restarted; from its first sample, +{since[0] - result.t_start:.0f} s)"
+        a = f"{(anon0 or 0) * mib:7.1f} -> {(anon1 or 0) * mib:7.1f} ({((anon1 or 0) - (anon0 or 0)) * mib:+7.1f})"
+        r = f"{(rss0 or 0) * mib:7.1f} -> {rss1 * mib:7.1f} ({(rss1 - (rss0 or 0)) * mib:+7.1f})"
+        lines.append(f"     {name:12s} {a:>28s}   {r:>28s}{note}")
     return lines
 
 
@@ -405,8 +421,11 @@ def report(result: Result) -> str:
            f"{o.lines} lines per request; {o.ingest_workers} ingest workers",
            f"   ran {result.elapsed:.0f} s; {len(result.windows)} kills, {result.views} UI page views"]
     ing = [x for x in result.outcomes if x.kind == "ingest" and x.ok]
-    out.append(f"   points: acknowledged {result.points_acked:,} ({result.points_acked / max(1, result.elapsed):,.0f}/s"
-               f" over {len(ing):,} requests), queryable {result.points_queryable:,}, LOST {result.points_lost:,}; "
+    rate = result.points_acked / max(1, result.elapsed)
+    target = result.series / o.timestep
+    out.append(f"   points: acknowledged {result.points_acked:,} ({rate:,.0f}/s over {len(ing):,} requests; "
+               f"{'rate met' if rate >= 0.98 * target else 'rate NOT met'}, stream {result.behind:.0f} s behind "
+               f"the clock at the end), queryable {result.points_queryable:,}, LOST {result.points_lost:,}; "
                f"wrong values {result.points_wrong:,}; present but never acknowledged "
                f"{result.points_unacked_present:,}")
     out.append(f"   jobs: started {result.jobs_started} ({result.jobs_started_by_retry} confirmed by a retry), in the "
@@ -435,7 +454,13 @@ def report(result: Result) -> str:
     if result.status:
         out.append("   restarts (cc-supervise status): " + ", ".join(
             f"{p['name']} {p['restarts']}" for p in result.status["processes"]))
-    out.append("   RSS per process (first sample after warm-up -> end):")
+    if result.cpu:
+        cores = os.cpu_count() or 1
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        out.append(f"   CPU seconds over {result.elapsed:.0f} s ({cores} cores = {cores * result.elapsed:.0f}; load "
+                   f"average now {load}): " + ", ".join(
+            f"{k} {v:.0f}" for k, v in sorted(result.cpu.items(), key=lambda kv: -kv[1])))
+    out.append("   memory per process (first sample after warm-up -> end):")
     out += rss_table(result)
     out.append("   RESULT: " + ("OK - nothing lost, every process back, no error outside the kill windows"
                                 if not result.failures else "FAILED"))
