@@ -414,6 +414,28 @@ def rss_table(result: Result) -> list[str]:
     return lines
 
 
+def rss_over_time(result: Result, step: float = 60.0) -> list[str]:
+    """Private memory (MiB) of each process every ``step`` seconds; ``|`` marks a restart."""
+    if not result.samples:
+        return []
+    names = list(result.samples[-1][1])
+    picked, next_t = [], result.t_start
+    for s in result.samples:
+        if s[0] >= next_t:
+            picked.append(s)
+            next_t = s[0] + step
+    out = [f"   private memory (MiB) every {step:.0f} s, '|' = restarted since the previous value:"]
+    for name in names:
+        cells, last_pid = [], None
+        for _, row in picked:
+            pid, _, anon = row.get(name, (None, None, None))
+            mark = "|" if last_pid is not None and pid != last_pid else ""
+            cells.append(f"{mark}{(anon or 0) / 2**20:.0f}" if anon else f"{mark}-")
+            last_pid = pid
+        out.append(f"     {name:12s} " + " ".join(cells))
+    return out
+
+
 def report(result: Result) -> str:
     o = result.opts
     out = [f"   cluster: {result.hosts} hosts x {result.series // max(1, result.hosts)} series = {result.series:,} "
@@ -462,6 +484,7 @@ def report(result: Result) -> str:
             f"{k} {v:.0f}" for k, v in sorted(result.cpu.items(), key=lambda kv: -kv[1])))
     out.append("   memory per process (first sample after warm-up -> end):")
     out += rss_table(result)
+    out += rss_over_time(result)
     out.append("   RESULT: " + ("OK - nothing lost, every process back, no error outside the kill windows"
                                 if not result.failures else "FAILED"))
     for f in result.failures:
