@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 BENCHES = ["ingest", "memory", "query", "restart", "wal_ingest", "snapshot", "restart_disk", "initdb", "joblist", "archive_load",
-           "joblist_graphql", "agent", "ui", "nats_ingest", "sharded"]
+           "joblist_graphql", "agent", "ui", "nats_ingest", "sharded", "web_memory", "soak"]
 HERE = Path(__file__).resolve().parent
 
 

@@ -162,12 +162,53 @@ def test_cache_returns_same_object_until_rewritten(archive):
 
 
 def test_cache_is_bounded_by_size(archive):
-    a = JobArchive(archive.root, cache_bytes=10_000)
+    a = JobArchive(archive.root, cache_bytes=60_000)  # a parsed 400-point series takes ~14 KB
     for j in range(10):
         archive.write(small_meta(job_id=j), job_data(["n1"], {"cpu_load": ""}, 400, seed=j))
         a.load_data("c1", j, 1608923076)
     info = a.cache_info()
-    assert info["bytes"] <= 10_000 and 0 < info["entries"] < 10
+    assert info["bytes"] <= 60_000 and 0 < info["entries"] < 10
+
+
+@pytest.mark.parametrize("kind", ["data", "meta"])
+def test_cache_charges_what_a_document_takes_in_memory(kind):
+    """The cache limit is memory: a parsed data.json takes ~5x its JSON text, which the old
+    accounting by file size missed (a "256 MiB" cache could hold 1.2 GiB of objects)."""
+    import tracemalloc
+
+    from cc.archive._jobarchive import memory_size
+
+    if kind == "data":
+        doc = job_data([f"n{i}" for i in range(8)], {f"m{i}": "F" for i in range(6)}, 720)
+    else:
+        doc = small_meta()
+        doc["metaData"] = {"jobScript": "#!/bin/sh\n" + "srun ./app --flag value\n" * 200}
+    raw = orjson.dumps(doc)
+    tracemalloc.start()
+    try:
+        parsed = orjson.loads(raw)
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    est = memory_size(parsed)
+    assert 0.7 * used <= est <= 1.5 * used, (kind, len(raw), used, est)
+    if kind == "data":
+        assert used > 3 * len(raw)  # why the file size was the wrong measure
+
+
+def test_cache_limit_counts_parsed_documents_not_files(archive):
+    doc = job_data(["n1", "n2"], {"cpu_load": "", "mem_bw": "B/s"}, 2000)
+    raw_size = len(orjson.dumps(doc))
+    a = JobArchive(archive.root, cache_bytes=4 * raw_size)  # 4 files' worth of JSON, but < 1 document parsed
+    archive.write(small_meta(job_id=7), doc)
+    a.load_data("c1", 7, 1608923076)
+    assert a.cache_info()["entries"] == 0  # too big once parsed: not cached at all
+    b = JobArchive(archive.root, cache_bytes=20 * raw_size)
+    for j in range(8):
+        archive.write(small_meta(job_id=j), job_data(["n1", "n2"], {"cpu_load": "", "mem_bw": "B/s"}, 2000, seed=j))
+        b.load_data("c1", j, 1608923076)
+    info = b.cache_info()
+    assert info["bytes"] <= 20 * raw_size and 1 <= info["entries"] < 8
 
 
 def test_update_meta_tags_and_errors(archive):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 import uuid
 import zlib
@@ -30,7 +31,10 @@ from cc.fsio import fsync_dir, replace_atomically, write_all
 
 ARCHIVE_VERSION = 3
 GZIP_THRESHOLD = 2000  # bytes of JSON; cc-backend compresses data.json above this size
-DEFAULT_CACHE_BYTES = 256 << 20
+# Bytes of parsed documents (estimated in-memory size, see memory_size) the cache holds at
+# most; cc-backend's metric data cache has the same 128 MiB.
+DEFAULT_CACHE_BYTES = 128 << 20
+_NUMBER = sys.getsizeof(1.0)  # a float object; lists hold a pointer (counted by getsizeof) to each
 
 
 class ArchiveError(Exception):
@@ -100,8 +104,37 @@ def _write_file(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def memory_size(doc: Any) -> int:
+    """Estimated bytes of the Python objects of a parsed JSON document.
+
+    Why not the file size: parsed, a ``data.json`` takes about 5x its JSON text (a float is a
+    24-byte object plus an 8-byte pointer for ~7 characters), so a cache bounded by JSON bytes
+    held five times what it said.  Lists of numbers are charged per element without walking
+    them; everything else is walked (a few objects per series, cheap next to parsing).
+    """
+    size = 0
+    stack = [doc]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            size += sys.getsizeof(o)
+            for k, v in o.items():
+                size += sys.getsizeof(k)
+                if v is not None and not isinstance(v, bool):
+                    stack.append(v)
+        elif isinstance(o, list):
+            size += sys.getsizeof(o)
+            if o and not isinstance(o[0], (dict, list, str)):
+                size += _NUMBER * len(o)
+            else:
+                stack.extend(o)
+        else:
+            size += sys.getsizeof(o)
+    return size
+
+
 class JobArchive:
-    """One archive root.  Thread-safe; loaded ``data.json`` documents are cached (LRU by size).
+    """One archive root.  Thread-safe; loaded documents are cached (LRU, bounded by :func:`memory_size`).
 
     Cached documents are shared: callers must not modify what :meth:`load_data` returns.
     """
@@ -109,7 +142,7 @@ class JobArchive:
     def __init__(self, root: Path | str, *, cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.root = Path(root)
         self.cache_bytes = cache_bytes
-        # (cluster, job id, start time, 'data' | 'meta') -> ((mtime_ns, size), bytes, document)
+        # (cluster, job id, start time, 'data' | 'meta') -> ((mtime_ns, size), memory_size, document)
         self._cache: OrderedDict[tuple[str, int, int, str], tuple[tuple[int, int], int, dict]] = OrderedDict()
         self._cached = 0
         self._lock = threading.Lock()
@@ -252,7 +285,7 @@ class JobArchive:
         stats = doc.get("statistics")
         if stats is not None and (not isinstance(stats, dict) or not all(isinstance(v, dict) for v in stats.values())):
             raise ArchiveError(f"{path}: statistics: must be an object of {{min, avg, max}} objects")
-        self._remember(key, stamp, len(raw), doc)
+        self._remember(key, stamp, doc)
         return doc
 
     def data_path(self, cluster: str, job_id: int, start_time: int) -> Path:
@@ -282,7 +315,7 @@ class JobArchive:
         except (zlib.error, orjson.JSONDecodeError) as e:
             raise ArchiveError(f"{path}: unreadable: {e}") from None
         check_job_data(doc, path)
-        self._remember(key, stamp, len(raw), doc)
+        self._remember(key, stamp, doc)
         return doc
 
     # -- cache --------------------------------------------------------------------------------
@@ -296,7 +329,10 @@ class JobArchive:
                 return hit[2]
         return None
 
-    def _remember(self, key, stamp, size: int, doc: dict) -> None:
+    def _remember(self, key, stamp, doc: dict) -> None:
+        if self.cache_bytes <= 0:
+            return
+        size = memory_size(doc)
         if size > self.cache_bytes:
             return
         with self._lock:

@@ -1,9 +1,9 @@
-"""SQLite connections: WAL mode, foreign keys, and a thread-local pool for Trio code.
+"""SQLite connections: WAL mode, foreign keys, and a small connection pool for Trio code.
 
 SQLite calls block, so Trio code never makes them on the event loop: it hands a
-function to :class:`Database`, which runs it in a worker thread with that thread's own
-connection.  Writes go through one thread at a time (SQLite has one writer anyway);
-reads run in parallel and, thanks to WAL, are never blocked by the writer.
+function to :class:`Database`, which runs it in a worker thread on a pooled connection.
+Writes go through one thread at a time (SQLite has one writer anyway); reads run in
+parallel and, thanks to WAL, are never blocked by the writer.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 class Database:
-    """Runs blocking repository functions in threads, each thread with its own connection.
+    """Runs blocking repository functions in worker threads, on pooled connections.
 
     ``await db.read(fn, *args)`` calls ``fn(conn, *args)`` on a reader connection,
     ``await db.write(fn, *args)`` inside a transaction on the single writer connection
@@ -47,30 +47,58 @@ class Database:
 
     def __init__(self, path: str | Path, readers: int = 4):
         self.path = Path(path)
-        self._local = threading.local()
+        self.readers = readers
         self._read_limiter = trio.CapacityLimiter(readers)
         self._write_limiter = trio.CapacityLimiter(1)
         self._writer: sqlite3.Connection | None = None
-        self._all: list[sqlite3.Connection] = []
+        # Idle reader connections.  Not one per thread: Trio retires worker threads after
+        # 10 s idle and starts new ones, so per-thread connections piled up (each with up to
+        # 64 MiB of page cache) -- the web process grew by ~100 MiB an hour that way.
+        self._idle: list[sqlite3.Connection] = []
+        self._opened = 0  # reader connections open now (idle or in use), for tests and leaks
+        self._generation = 0  # bumped by close(): connections in use then are closed when returned
         self._lock = threading.Lock()
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.path)
+    def _checkout(self) -> tuple[sqlite3.Connection, int]:
+        with self._lock:
+            gen = self._generation
+            if self._idle:
+                return self._idle.pop(), gen
+            self._opened += 1
+        try:
+            return connect(self.path), gen
+        except BaseException:
             with self._lock:
-                self._all.append(conn)
-        return conn
+                self._opened -= 1
+            raise
+
+    def _checkin(self, conn: sqlite3.Connection, gen: int) -> None:
+        with self._lock:
+            if gen == self._generation and len(self._idle) < self.readers:
+                self._idle.append(conn)
+                return
+            self._opened -= 1
+        conn.close()
+
+    @property
+    def reader_connections(self) -> int:
+        """Reader connections open now (at most ``readers`` once the calls have returned)."""
+        with self._lock:
+            return self._opened
 
     def _writer_conn(self) -> sqlite3.Connection:
         if self._writer is None:
             self._writer = connect(self.path)
-            with self._lock:
-                self._all.append(self._writer)
         return self._writer
 
     def read_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        return fn(self._reader(), *args)
+        conn, gen = self._checkout()
+        try:
+            return fn(conn, *args)
+        finally:
+            if conn.in_transaction:  # a reader left a transaction open: do not hand it on
+                conn.rollback()
+            self._checkin(conn, gen)
 
     def write_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return transaction(self._writer_conn(), fn, *args)
@@ -83,14 +111,16 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            for c in self._all:
+            idle, self._idle = self._idle, []
+            self._opened -= len(idle)
+            self._generation += 1
+            writer, self._writer = self._writer, None
+        for c in [*idle, writer]:
+            if c is not None:
                 try:
                     c.close()
                 except sqlite3.Error:
                     pass
-            self._all.clear()
-        self._writer = None
-        self._local = threading.local()
 
 
 def transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:

@@ -40,29 +40,51 @@ PLAYGROUND = Path(__file__).with_name("playground.html")
 OPENAPI = ROOT / "schemas" / "openapi.yaml"
 SWAGGER_DIST = ROOT / "frontend" / "node_modules" / "swagger-ui-dist"
 DOCUMENT_CACHE_SIZE = 256
+# A parsed document takes ~100 bytes per character of query text, so the cache is bounded by
+# the text it holds too (256 KiB: ~25 MiB of documents; a count alone let 256 queries of 100 KB
+# pin 2.5 GiB).  The UI's queries are 0.1-1.6 KB each.
+DOCUMENT_CACHE_CHARS = 256 << 10
 MAX_QUERY_CHARS = 100_000  # the UI's largest query is a few KB; bigger ones are mistakes or abuse
 
-# query text -> parsed document or the parse/validation errors; the UI sends the same few queries over and over
-_documents: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
+class _DocumentCache:
+    """Query text -> parsed document or its parse/validation errors (LRU, by count and by text size).
+
+    The UI sends the same few queries over and over; parsing and validating them again would
+    cost more than running most of them.
+    """
+
+    def __init__(self, entries: int = DOCUMENT_CACHE_SIZE, chars: int = DOCUMENT_CACHE_CHARS):
+        self.entries, self.chars = entries, chars
+        self._docs: OrderedDict[str, DocumentNode | list[GraphQLError]] = OrderedDict()
+        self._held = 0  # characters of query text held
+
+    def get(self, source: str) -> DocumentNode | list[GraphQLError]:
+        got = self._docs.get(source)
+        if got is not None:
+            self._docs.move_to_end(source)
+            return got
+        try:
+            doc: DocumentNode | list[GraphQLError] = parse(source)
+        except GraphQLError as e:
+            doc = [e]
+        else:
+            errors = validate(SCHEMA, doc)
+            if errors:
+                doc = list(errors)
+        if len(source) <= self.chars // 16:  # big one-off queries are parsed, not kept
+            self._docs[source] = doc
+            self._held += len(source)
+            while len(self._docs) > self.entries or self._held > self.chars:
+                old, _ = self._docs.popitem(last=False)
+                self._held -= len(old)
+        return doc
+
+    def info(self) -> dict[str, int]:
+        return {"entries": len(self._docs), "chars": self._held}
 
 
-def _document(source: str) -> DocumentNode | list[GraphQLError]:
-    got = _documents.get(source)
-    if got is not None:
-        _documents.move_to_end(source)
-        return got
-    try:
-        doc: DocumentNode | list[GraphQLError] = parse(source)
-    except GraphQLError as e:
-        doc = [e]
-    else:
-        errors = validate(SCHEMA, doc)
-        if errors:
-            doc = list(errors)
-    _documents[source] = doc
-    if len(_documents) > DOCUMENT_CACHE_SIZE:
-        _documents.popitem(last=False)
-    return doc
+_documents = _DocumentCache()
+_document = _documents.get
 
 
 def _errors(status: int, *messages: str) -> Response:
