@@ -38,13 +38,16 @@ def test_document_cache_returns_the_parsed_document_again():
     assert cache.info()["entries"] == 4
 
 
-def test_login_limiter_forgets_names_without_failures():
-    lim = LoginLimiter(per_user=2, per_ip=100, window=60)
+def test_login_limiter_keeps_only_failing_pairs_and_at_most_max_pairs():
+    lim = LoginLimiter(free=2, base=1.0, max_pairs=100)
     for i in range(1000):  # checks before successful logins, every one with another name
         assert lim.retry_after("10.0.0.1", f"user{i}", now=1000.0) == 0
-    assert lim.failures == {}
+    assert len(lim.pairs) == 0
     lim.failed("10.0.0.1", "mallory", now=1000.0)
-    lim.failed("10.0.0.1", "mallory", now=1001.0)
-    assert lim.retry_after("10.0.0.1", "mallory", now=1002.0) > 0
-    assert lim.retry_after("10.0.0.1", "mallory", now=1062.0) == 0  # the window passed
-    assert lim.failures == {}
+    lim.failed("10.0.0.1", "mallory", now=1000.0)
+    assert lim.retry_after("10.0.0.1", "mallory", now=1000.0) > 0
+    lim.succeeded("10.0.0.1", "mallory")
+    assert len(lim.pairs) == 0
+    for i in range(1000):  # failures with made-up names: memory stays bounded
+        lim.failed("10.0.0.2", f"guess{i}", now=2000.0 + i)
+    assert len(lim.pairs) == 100
