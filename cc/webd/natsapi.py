@@ -82,16 +82,23 @@ class NatsEvents:
         self.handled["rejected"] += 1
         log.error("NATS %s: rejected %s: %s", subject, what or "message", reason)
 
-    async def _job_message(self, msg: Msg) -> None:
+    def _events(self, msg: Msg, measurement: str) -> list:
+        """The message's events of ``measurement``; everything else is rejected (and logged) here."""
         events, errors = decode_events(msg.data)
         if not events and not errors:
             self._reject(msg.subject, "empty message")
         for line, reason in errors:
             self._reject(msg.subject, f"line {line} is not line protocol: {reason}")
+        wanted = []
         for ev in events:
-            if ev.measurement != "job":
-                self._reject(msg.subject, f"line {ev.line}: measurement {ev.measurement!r}, expected 'job'")
-                continue
+            if ev.measurement != measurement:
+                self._reject(msg.subject, f"line {ev.line}: measurement {ev.measurement!r}, expected {measurement!r}")
+            else:
+                wanted.append(ev)
+        return wanted
+
+    async def _job_message(self, msg: Msg) -> None:
+        for ev in self._events(msg, "job"):
             function = ev.tags.get("function")
             if function is None:
                 self._reject(msg.subject, f"line {ev.line}: the tag 'function' is missing (start_job or stop_job)")
@@ -103,15 +110,7 @@ class NatsEvents:
             await self._forward(msg.subject, ev, _ROUTES[function], function)
 
     async def _node_message(self, msg: Msg) -> None:
-        events, errors = decode_events(msg.data)
-        if not events and not errors:
-            self._reject(msg.subject, "empty message")
-        for line, reason in errors:
-            self._reject(msg.subject, f"line {line} is not line protocol: {reason}")
-        for ev in events:
-            if ev.measurement != "nodestate":
-                self._reject(msg.subject, f"line {ev.line}: measurement {ev.measurement!r}, expected 'nodestate'")
-                continue
+        for ev in self._events(msg, "nodestate"):
             await self._forward(msg.subject, ev, "/api/nodestate/", "nodestate")
 
     async def _forward(self, subject: str, ev, path: str, kind: str) -> None:
