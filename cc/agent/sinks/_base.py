@@ -25,7 +25,7 @@ from cc.agent.message import PRECISIONS, Message, encode_many
 from cc.agent.router import MessageProcessor, RouterConfigError
 from cc.config import ConfigError, parse_duration
 
-__all__ = ["LineBuffer", "Sink", "duration_option"]
+__all__ = ["BufferedSink", "LineBuffer", "Sink", "duration_option"]
 
 DROP_LOG_INTERVAL = 5.0
 
@@ -191,3 +191,18 @@ class Sink:
         left = self.pending()
         if left:
             self.log.warning("%s: stopping with %d points not delivered", self.where, left)
+
+
+class BufferedSink(Sink):
+    """A sink that keeps accepted lines in a bounded :class:`LineBuffer` until they are delivered."""
+
+    def _open_buffer(self, cfg: dict, batch_size: int) -> None:
+        """``batch_size`` and ``buffer_size`` options (the buffer holds at least one batch)."""
+        self.batch_size = self._int(cfg, "batch_size", batch_size)
+        self.buffer = LineBuffer(max(self._int(cfg, "buffer_size", 500000), self.batch_size), self.log, self.where)
+
+    def accept(self, lines: list[str]) -> None:
+        self.buffer.append(lines)
+
+    def pending(self) -> int:
+        return len(self.buffer)

@@ -24,10 +24,10 @@ import httpx
 import trio
 
 from cc.agent.collectors._base import AgentConfigError
-from cc.agent.sinks._base import LineBuffer, Sink, duration_option
+from cc.agent.sinks._base import BufferedSink, duration_option
 
 
-class HttpSink(Sink):
+class HttpSink(BufferedSink):
     type = "http"
     options = {"url", "jwt", "username", "password", "timeout", "idle_connection_timeout", "flush_delay",
                "max_retries", "gzip", "batch_size", "buffer_size", "retry_max_delay"}
@@ -54,15 +54,8 @@ class HttpSink(Sink):
         self.flush_delay = duration_option(cfg, "flush_delay", "0s", self.where)
         self.retry_max_delay = duration_option(cfg, "retry_max_delay", "30s", self.where, 0.01)
         self._int(cfg, "max_retries", 3, minimum=0)
-        self.batch_size = self._int(cfg, "batch_size", 20000)
-        self.buffer = LineBuffer(max(self._int(cfg, "buffer_size", 500000), self.batch_size), self.log, self.where)
+        self._open_buffer(cfg, 20000)
         self.failures = 0
-
-    def accept(self, lines: list[str]) -> None:
-        self.buffer.append(lines)
-
-    def pending(self) -> int:
-        return len(self.buffer)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=self.idle_timeout)

@@ -23,13 +23,13 @@ from typing import Any
 import trio
 
 from cc.agent.collectors._base import AgentConfigError
-from cc.agent.sinks._base import LineBuffer, Sink, duration_option
+from cc.agent.sinks._base import BufferedSink, duration_option
 from cc.nats import NatsConfigError, NatsSettings, parse_servers
 
 FLUSH_TIMEOUT = 5.0
 
 
-class NatsSink(Sink):
+class NatsSink(BufferedSink):
     type = "nats"
     options = {"host", "port", "subject", "database", "user", "password", "nkey_file", "flush_delay",
                "batch_size", "buffer_size", "retry_max_delay"}
@@ -63,15 +63,8 @@ class NatsSink(Sink):
                                      None, seed, self.where)
         self.flush_delay = duration_option(cfg, "flush_delay", "5s", self.where)
         self.retry_max_delay = duration_option(cfg, "retry_max_delay", "10s", self.where, 0.01)
-        self.batch_size = self._int(cfg, "batch_size", 5000)
-        self.buffer = LineBuffer(max(self._int(cfg, "buffer_size", 500000), self.batch_size), self.log, self.where)
+        self._open_buffer(cfg, 5000)
         self.failures = 0
-
-    def accept(self, lines: list[str]) -> None:
-        self.buffer.append(lines)
-
-    def pending(self) -> int:
-        return len(self.buffer)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from cc.nats import NatsClient, NatsError

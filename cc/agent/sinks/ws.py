@@ -30,7 +30,7 @@ import trio
 import trio_websocket
 
 from cc.agent.collectors._base import AgentConfigError
-from cc.agent.sinks._base import LineBuffer, Sink, duration_option
+from cc.agent.sinks._base import BufferedSink, duration_option
 
 
 class _Reconnect(Exception):
@@ -48,7 +48,7 @@ def _leaves(e: BaseException) -> list[BaseException]:
     return [e]
 
 
-class WebsocketSink(Sink):
+class WebsocketSink(BufferedSink):
     type = "websocket"
     options = {"url", "jwt", "gzip", "batch_size", "buffer_size", "max_inflight", "flush_delay",
                "connect_timeout", "ack_timeout", "retry_max_delay", "keepalive"}
@@ -63,9 +63,8 @@ class WebsocketSink(Sink):
         self.gzip = cfg.get("gzip", True)
         if not isinstance(self.gzip, bool):
             raise AgentConfigError(f"{self.where}.gzip: expected true or false")
-        self.batch_size = self._int(cfg, "batch_size", 20000)
+        self._open_buffer(cfg, 20000)
         self.window = self._int(cfg, "max_inflight", 8)
-        self.buffer = LineBuffer(max(self._int(cfg, "buffer_size", 500000), self.batch_size), self.log, self.where)
         self.flush_delay = duration_option(cfg, "flush_delay", "0s", self.where)
         self.connect_timeout = duration_option(cfg, "connect_timeout", "10s", self.where, 0.01)
         self.ack_timeout = duration_option(cfg, "ack_timeout", "30s", self.where, 0.01)
@@ -80,12 +79,6 @@ class WebsocketSink(Sink):
         self.high_water = 0  # end of the furthest line ever sent, to count resent points
         self.inflight: deque[tuple[int, int, int, float]] = deque()  # (seq, start, end, sent at)
         self._room = trio.Event()
-
-    def accept(self, lines: list[str]) -> None:
-        self.buffer.append(lines)
-
-    def pending(self) -> int:
-        return len(self.buffer)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
