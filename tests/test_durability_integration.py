@@ -240,10 +240,18 @@ def test_archive_mode_writes_aged_out_points_to_parquet_once(tmp_path):
             time.sleep(0.5)
         feeder.stop.set()
         feeder.join(30)
-        time.sleep(0.5)
-        assert store_cmd(inst, {"cmd": "archive"})["ok"]
-        state = orjson.loads((tmp_path / "var" / "archive" / ".archive-state.json").read_bytes())
-        cut = state["archived_to"] - 10 - 1  # cut(T) = T - retention - margin
+        # Wait until every fed point has aged out and is archived: from then on the store's periodic
+        # runs (every 3 s) find nothing new, so files, state and counter can be read without racing them.
+        last = max(k[2] for k in feeder.acked)
+        deadline = time.time() + 90
+        while True:
+            assert store_cmd(inst, {"cmd": "archive"})["ok"]
+            state = orjson.loads((tmp_path / "var" / "archive" / ".archive-state.json").read_bytes())
+            cut = state["archived_to"] - 10 - 1  # cut(T) = T - retention - margin
+            if cut > last:
+                break
+            assert time.time() < deadline, f"archive stuck at {state}"
+            time.sleep(0.5)
         rows = []
         files = sorted((tmp_path / "var" / "archive" / "c1").glob("*.parquet"))
         assert len(files) >= 2  # periodic run(s) of the store process, plus the one we asked for
