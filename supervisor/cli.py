@@ -37,6 +37,9 @@ commands:
   init-db               rebuild the job and tag tables from the job archive
   import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
   checkpoint-info FILE  what a WAL or snapshot file holds: time range, counts, checksum errors
+  revert-db             one migration of the job database down (after a backup copy)
+  optimize-db           VACUUM and ANALYZE the job database
+  cleanup-checkpoints   remove metric-store checkpoint/WAL files not needed any more (--dry-run lists them)
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -187,6 +190,9 @@ def cmd_status(args) -> int:
         segs = list_segments(instance_id(cfg.var_dir))
         print("not running" + (f" ({len(segs)} shared-memory segments left; 'stop' removes them)" if segs else ""))
         return 3
+    from supervisor._cmd_maint import print_tasks, task_state
+
+    st["tasks"] = task_state(cfg)
     if args.json:
         import orjson
 
@@ -204,6 +210,7 @@ def cmd_status(args) -> int:
         col = f" {p.get('nats', '-'):<12}" if nats else ""
         print(f"{p['name']:<12} {p['pid'] or '-':>7} {p['state']:<10} {_fmt_age(p['uptime']):>8} "
               f"{p['restarts']:>8} {_fmt_bytes(p['rss']):>10}{col}  {p['last_exit'] or '-'}")
+    print_tasks(st["tasks"])
     return 0
 
 
@@ -583,6 +590,15 @@ def build_parser() -> argparse.ArgumentParser:
              "print what a WAL or snapshot file holds (format, time range, counts, checksum errors)")
     sp.add_argument("file", help="a .wal file or a snapshot-*.bin/.json file from metric-store.checkpoints.directory")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    from supervisor import _cmd_maint as maint
+
+    add("revert-db", lambda a: maint.cmd_revert_db(a, _load(a)),
+        "revert the job database by one migration (after a backup copy; the installation must be stopped)")
+    add("optimize-db", lambda a: maint.cmd_optimize_db(a, _load(a)), "VACUUM and ANALYZE the job database")
+    sp = add("cleanup-checkpoints", lambda a: maint.cmd_cleanup_checkpoints(a, _load(a)),
+             "remove snapshot and WAL files of metric-store.checkpoints.directory that a restore does not need "
+             "(points older than retention-in-memory; with cleanup.mode archive only archived ones)")
+    sp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     return p
 
 
