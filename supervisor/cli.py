@@ -447,6 +447,8 @@ def cmd_init_db(args) -> int:
 
     res = init_db(cfg.db_path, archive, clusters, validate_schema=not args.no_validate, progress=bar,
                   on_error=report)
+    for msg in res.deviations.warnings():
+        print(f"warning: {msg}", file=sys.stderr)
     print(f"{res.jobs} jobs and {res.tags} tags registered in {res.seconds:.2f}s ({res.rate:,.0f} jobs/s)"
           + (f"; {len(res.errors)} jobs skipped" if res.errors else ""))
     return 1 if res.errors else 0
@@ -464,6 +466,8 @@ def cmd_import_job(args) -> int:
     archive, clusters = _archive_setup(cfg)
     res = import_jobs(cfg.db_path, archive, clusters, pairs, validate_schema=not args.no_validate,
                       on_error=lambda msg: print(f"error: {msg} (skipped)", file=sys.stderr))
+    for msg in res.deviations.warnings():
+        print(f"warning: {msg}", file=sys.stderr)
     print(f"imported {res.jobs} of {len(pairs)} jobs" + (f" (database ids {', '.join(map(str, res.ids))})"
                                                           if res.ids else ""))
     return 1 if res.errors else 0
