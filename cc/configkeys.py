@@ -58,12 +58,12 @@ main.nodestate-retention.age            ok
 main.nodestate-retention.target-kind    ok
 main.nodestate-retention.target-path    ok
 main.nodestate-retention.max-file-size-mb ok
-main.nodestate-retention.target-endpoint error  target-kind 's3' is not supported yet: use target-kind 'file'
-main.nodestate-retention.target-bucket  error  target-kind 's3' is not supported yet: use target-kind 'file'
-main.nodestate-retention.target-access-key error  target-kind 's3' is not supported yet: use target-kind 'file'
-main.nodestate-retention.target-secret-key error  target-kind 's3' is not supported yet: use target-kind 'file'
-main.nodestate-retention.target-region  error  target-kind 's3' is not supported yet: use target-kind 'file'
-main.nodestate-retention.target-use-path-style error  target-kind 's3' is not supported yet: use target-kind 'file'
+main.nodestate-retention.target-endpoint ok
+main.nodestate-retention.target-bucket  ok
+main.nodestate-retention.target-access-key ok
+main.nodestate-retention.target-secret-key ok
+main.nodestate-retention.target-region  ok
+main.nodestate-retention.target-use-path-style ok
 main.db-config                          warn   SQLite tuning keys are not applied (cc-py sets its own pragmas)
 main.dev                                ok
 main.jwts                               ok

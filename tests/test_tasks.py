@@ -11,6 +11,7 @@ from cc.db import Database, Job, connect, migrate, transaction
 from cc.db import _jobs as jobs
 from cc.db._nodes import NodeStateUpdate, add_node_states
 from cc.tasks import NodeStateRetention, TaskRunner, parse_tasks
+from cc.tasks._settings import S3Target
 from cc.tasks.nodestate import apply_retention, write_parquet
 from cc.tasks.walltime import stop_jobs_exceeding_walltime
 
@@ -26,7 +27,17 @@ NOW = 1_800_000_000
     ({"main": {"nodestate-retention": {"policy": "archive"}}}, r"main\.nodestate-retention\.policy must be one of"),
     ({"main": {"nodestate-retention": {"policy": "delete", "age": "1d"}}}, r"main\.nodestate-retention\.age"),
     ({"main": {"nodestate-retention": {"policy": "move"}}}, r"main\.nodestate-retention\.target-path is required"),
-    ({"main": {"nodestate-retention": {"policy": "move", "target-kind": "s3"}}}, r"'s3' is not supported yet"),
+    ({"main": {"nodestate-retention": {"policy": "move", "target-kind": "s3"}}},
+     r"main\.nodestate-retention\.target-endpoint is required for target-kind 's3'"),
+    ({"main": {"nodestate-retention": {"policy": "move", "target-kind": "s3", "target-endpoint": "ftp://h:1",
+                                       "target-bucket": "b1b"}}}, r"target-endpoint: expected http:// or https://"),
+    ({"main": {"nodestate-retention": {"policy": "move", "target-kind": "s3", "target-endpoint": "h:1",
+                                       "target-bucket": "Bad_Bucket"}}}, r"target-bucket: not an S3 bucket name"),
+    ({"main": {"nodestate-retention": {"policy": "move", "target-kind": "s3", "target-endpoint": "h:1",
+                                       "target-bucket": "bkt", "target-access-key": "a"}}},
+     r"target-secret-key is required"),
+    ({"main": {"nodestate-retention": {"policy": "move", "target-path": "x", "target-bucket": "b"}}},
+     r"target-bucket applies to target-kind 's3' only"),
     ({"main": {"nodestate-retention": {"policy": "move", "target-kind": "ftp", "target-path": "x"}}},
      r"target-kind must be one of file, s3"),
 ])
@@ -42,15 +53,16 @@ def test_task_settings_defaults_and_values(tmp_path):
                       "nodestate-retention": {"policy": "move", "target-path": "ns", "age": 48}}}, tmp_path)
     assert st.footprint_interval == 30 and st.walltime_grace == 600
     assert st.nodestate == NodeStateRetention("move", 48, tmp_path / "ns", 128)
+    st = parse_tasks({"main": {"nodestate-retention": {
+        "policy": "move", "target-kind": "s3", "target-endpoint": "http://127.0.0.1:9000/", "target-bucket": "nodestates",
+        "target-access-key": "a", "target-secret-key": "s", "target-use-path-style": True}}}, tmp_path)
+    assert st.nodestate.s3 == S3Target("127.0.0.1:9000", "http", "nodestates", "a", "s", "us-east-1", True)
+    assert "secret" not in repr(st.nodestate.s3) and "'s'" not in repr(st.nodestate.s3)
 
 
-def test_load_config_refuses_bad_task_keys_and_s3_target_keys(tmp_path):
+def test_load_config_refuses_bad_task_keys(tmp_path):
     (tmp_path / "config.json").write_text('{"cron": {"footprint-worker": "-1m"}}')
     with pytest.raises(ConfigError, match=r"cron\.footprint-worker"):
-        load_config(tmp_path / "config.json")
-    (tmp_path / "config.json").write_text('{"main": {"nodestate-retention": {"policy": "move", "target-kind": "s3", '
-                                          '"target-bucket": "b"}}}')
-    with pytest.raises(ConfigError, match=r"main\.nodestate-retention\.target-bucket.*not supported yet"):
         load_config(tmp_path / "config.json")
 
 
@@ -93,11 +105,11 @@ def test_nodestate_delete_policy(tmp_path):
 def test_nodestate_move_splits_files_and_never_overwrites(tmp_path):
     rows = [(NOW - i, "idle", "full", "x" * 4000, 1, 2, 0, 0, f"n{i:03d}", "c1", "main") for i in range(600)]
     first = write_parquet(tmp_path / "out", rows, 1, day="2026-12-06")
-    assert len(first) == 3 and [p.name for p in first][0] == "cc-nodestate-2026-12-06-001.parquet"
-    assert sum(pq.read_metadata(p).num_rows for p in first) == 600
+    assert len(first) == 3 and first[0] == "cc-nodestate-2026-12-06-001.parquet"
+    assert sum(pq.read_metadata(tmp_path / "out" / n).num_rows for n in first) == 600
     second = write_parquet(tmp_path / "out", rows[:1], 1, day="2026-12-06")
-    assert [p.name for p in second] == ["cc-nodestate-2026-12-06-004.parquet"]
-    t = pq.read_table(first[0])
+    assert second == ["cc-nodestate-2026-12-06-004.parquet"]
+    t = pq.read_table(tmp_path / "out" / first[0])
     assert t.schema.field("time_stamp").type == "int64" and t.schema.field("cpus_allocated").type == "int32"
 
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,25 @@ NODESTATE_TARGET_KINDS = ("file", "s3")
 
 
 @dataclass(frozen=True)
+class S3Target:
+    """``target-kind: s3``: the parquet files go to the top of ``bucket`` (cc-backend's keys)."""
+
+    endpoint: str           # host:port (or a URL: its scheme decides http/https)
+    scheme: str             # http | https
+    bucket: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+    use_path_style: bool = True
+
+
+@dataclass(frozen=True)
 class NodeStateRetention:
     policy: str             # delete | move
     age_hours: int          # rows older than this many hours go
-    target_path: Path | None = None  # move: directory of the parquet files
+    target_path: Path | None = None  # move to a directory: where the parquet files go
     max_file_size_mb: int = 128
+    s3: S3Target | None = None       # move to S3 instead
 
 
 @dataclass(frozen=True)
@@ -67,14 +82,43 @@ def _nodestate(raw: Any, base: Path) -> NodeStateRetention | None:
     kind = raw.get("target-kind", "file") or "file"
     if kind not in NODESTATE_TARGET_KINDS:
         raise ConfigError(f"{where}.target-kind must be one of {', '.join(NODESTATE_TARGET_KINDS)}, got {kind!r}")
+    size = _int(raw, "max-file-size-mb", where, 128) or 128
     if kind == "s3":
-        raise ConfigError(f"{where}.target-kind 's3' is not supported yet: use 'file' with a 'target-path'")
+        return NodeStateRetention("move", age, None, size, _s3(raw, where))
+    given = [k for k in raw if k.startswith("target-") and k not in ("target-kind", "target-path")]
+    if given:
+        raise ConfigError(f"{where}.{given[0]} applies to target-kind 's3' only (target-kind is 'file')")
     path = raw.get("target-path")
     if not isinstance(path, str) or not path:
         raise ConfigError(f"{where}.target-path is required for policy 'move' (directory of the parquet files)")
-    size = _int(raw, "max-file-size-mb", where, 128) or 128
     target = Path(path) if Path(path).is_absolute() else base / path
     return NodeStateRetention("move", age, target, size)
+
+
+def _s3(raw: dict[str, Any], where: str) -> S3Target:
+    def text(key: str, required: bool = True) -> str:
+        v = raw.get(key, "")
+        if not isinstance(v, str) or (required and not v):
+            raise ConfigError(f"{where}.{key} is required for target-kind 's3' (a non-empty string)")
+        return v
+
+    endpoint, scheme = text("target-endpoint"), "https"
+    if "://" in endpoint:
+        scheme, _, endpoint = endpoint.partition("://")
+        if scheme not in ("http", "https"):
+            raise ConfigError(f"{where}.target-endpoint: expected http:// or https://, got {scheme!r}")
+    endpoint = endpoint.rstrip("/")
+    if not endpoint or "/" in endpoint:
+        raise ConfigError(f"{where}.target-endpoint: expected host:port or a URL without a path, "
+                          f"got {raw.get('target-endpoint')!r}")
+    bucket = text("target-bucket")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ConfigError(f"{where}.target-bucket: not an S3 bucket name: {bucket!r}")
+    path_style = raw.get("target-use-path-style", True)
+    if not isinstance(path_style, bool):
+        raise ConfigError(f"{where}.target-use-path-style must be true or false, got {path_style!r}")
+    return S3Target(endpoint, scheme, bucket, text("target-access-key"), text("target-secret-key"),
+                    text("target-region", required=False) or "us-east-1", path_style)
 
 
 def parse_tasks(raw: dict[str, Any], base: Path) -> TaskSettings:
