@@ -307,8 +307,7 @@ def build_tasks(archiver: Archiver, db: Database, settings: TaskSettings) -> Tas
 
         runner.add("stop-jobs-exceeding-walltime", settings.duration_interval, walltime)
 
-    async def footprints() -> dict[str, int]:
-        await trio.to_thread.run_sync(archiver.clusters.refresh)
+    async def footprints() -> dict[str, int]:  # cluster.json files: as the archive loop last refreshed them
         return await update_running_footprints(db, archiver.clusters, archiver.sources,
                                                minimum_points=archiver.minimum_points)
 
