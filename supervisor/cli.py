@@ -24,7 +24,8 @@ commands:
   run                   run all processes in the foreground (Ctrl-C stops cleanly)
   start                 run in the background; returns when the processes are up
   stop                  stop a running supervisor (removes its shared memory)
-  status                pid, uptime, restarts, memory (and NATS connection) of every process
+  status                pid, uptime, restarts, memory (and NATS connection) of every process; the
+                        maintenance tasks' last runs and errors
   restart NAME          restart one process (store, web, archiver, forkserver, ingest-N, or 'ingest' for all)
   logs NAME [-n N]      last lines of a process log (or 'supervisor')
   jwt USER [--roles R]  print a JWT signed with JWT_PRIVATE_KEY (roles from the database by default)
@@ -560,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=60)
     sp = add("stop", cmd_stop, "stop the running supervisor and its processes")
     sp.add_argument("--timeout", type=float, default=60)
-    sp = add("status", cmd_status, "show every process: pid, uptime, restarts, RSS")
+    sp = add("status", cmd_status, "show every process (pid, uptime, restarts, RSS) and the maintenance tasks "
+                                   "(last run, duration, result or error)")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp = add("restart", cmd_restart, "restart a process: store, web, archiver, forkserver, ingest-N, or ingest (all workers)")
     sp.add_argument("name")
