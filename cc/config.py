@@ -541,6 +541,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         except NatsConfigError as e:
             raise ConfigError(str(e)) from None
     api_subjects = _parse_api_subjects(main.get("api-subjects"))
+    from cc.tasks import parse_tasks  # here, not at the top: cc.tasks imports this module
+
+    parse_tasks(raw, base)  # the archiver process runs the tasks; a bad value stops the start here
     if nats is None:
         for key, used in (("metric-store.nats-subscriptions", ms.nats_subscriptions),
                           ("main.api-subjects", api_subjects)):

@@ -43,7 +43,7 @@ main.https-key-file                     ok
 main.redirect-http-to                   ok
 main.redirect-http-addr                 ok
 main.trusted-proxies                    ok
-main.stop-jobs-exceeding-walltime       warn   not implemented yet: jobs running past their walltime are not stopped
+main.stop-jobs-exceeding-walltime       ok
 main.short-running-jobs-duration        ok
 main.emission-constant                  ok
 main.machine-state-dir                  warn   machine state files are not implemented yet
@@ -52,7 +52,18 @@ main.resampling                         ok
 main.resampling.minimum-points          ok
 main.resampling.trigger                 ok
 main.resampling.resolutions             ok
-main.nodestate-retention                warn   node-state retention is not implemented yet: node states are kept
+main.nodestate-retention                ok
+main.nodestate-retention.policy         ok
+main.nodestate-retention.age            ok
+main.nodestate-retention.target-kind    ok
+main.nodestate-retention.target-path    ok
+main.nodestate-retention.max-file-size-mb ok
+main.nodestate-retention.target-endpoint ok
+main.nodestate-retention.target-bucket  ok
+main.nodestate-retention.target-access-key ok
+main.nodestate-retention.target-secret-key ok
+main.nodestate-retention.target-region  ok
+main.nodestate-retention.target-use-path-style ok
 main.db-config                          warn   SQLite tuning keys are not applied (cc-py sets its own pragmas)
 main.dev                                ok
 main.jwts                               ok
@@ -140,8 +151,8 @@ nats.creds-file-path                    ok
 nats.nkey-seed-file                     ok
 cron                                    ok
 cron.duration-worker                    ok
-cron.commit-job-worker                  warn   has no effect: jobs are written to the database when they start
-cron.footprint-worker                   warn   footprints of running jobs are not updated periodically yet (they are computed at archiving)
+cron.commit-job-worker                  warn   has no effect: cc-backend buffers job starts and commits them on this interval; cc-py writes every job to the database when it starts
+cron.footprint-worker                   ok
 ui                                      warn   UI defaults from config.json are not applied yet: each user's settings start from cc-py's defaults
 ui-file                                 warn   UI defaults from a file are not applied yet: each user's settings start from cc-py's defaults
 metrics                                 ok

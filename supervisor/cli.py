@@ -24,7 +24,8 @@ commands:
   run                   run all processes in the foreground (Ctrl-C stops cleanly)
   start                 run in the background; returns when the processes are up
   stop                  stop a running supervisor (removes its shared memory)
-  status                pid, uptime, restarts, memory (and NATS connection) of every process
+  status                pid, uptime, restarts, memory (and NATS connection) of every process; the
+                        maintenance tasks' last runs and errors
   restart NAME          restart one process (store, web, archiver, forkserver, ingest-N, or 'ingest' for all)
   logs NAME [-n N]      last lines of a process log (or 'supervisor')
   jwt USER [--roles R]  print a JWT signed with JWT_PRIVATE_KEY (roles from the database by default)
@@ -37,6 +38,9 @@ commands:
   init-db               rebuild the job and tag tables from the job archive
   import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
   checkpoint-info FILE  what a WAL or snapshot file holds: time range, counts, checksum errors
+  revert-db             one migration of the job database down (after a backup copy)
+  optimize-db           VACUUM and ANALYZE the job database
+  cleanup-checkpoints   remove metric-store checkpoint/WAL files not needed any more (--dry-run lists them)
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -187,6 +191,9 @@ def cmd_status(args) -> int:
         segs = list_segments(instance_id(cfg.var_dir))
         print("not running" + (f" ({len(segs)} shared-memory segments left; 'stop' removes them)" if segs else ""))
         return 3
+    from supervisor._cmd_maint import print_tasks, task_state
+
+    st["tasks"] = task_state(cfg)
     if args.json:
         import orjson
 
@@ -204,6 +211,7 @@ def cmd_status(args) -> int:
         col = f" {p.get('nats', '-'):<12}" if nats else ""
         print(f"{p['name']:<12} {p['pid'] or '-':>7} {p['state']:<10} {_fmt_age(p['uptime']):>8} "
               f"{p['restarts']:>8} {_fmt_bytes(p['rss']):>10}{col}  {p['last_exit'] or '-'}")
+    print_tasks(st["tasks"])
     return 0
 
 
@@ -440,6 +448,8 @@ def cmd_init_db(args) -> int:
 
     res = init_db(cfg.db_path, archive, clusters, validate_schema=not args.no_validate, progress=bar,
                   on_error=report)
+    for msg in res.deviations.warnings():
+        print(f"warning: {msg}", file=sys.stderr)
     print(f"{res.jobs} jobs and {res.tags} tags registered in {res.seconds:.2f}s ({res.rate:,.0f} jobs/s)"
           + (f"; {len(res.errors)} jobs skipped" if res.errors else ""))
     return 1 if res.errors else 0
@@ -457,6 +467,8 @@ def cmd_import_job(args) -> int:
     archive, clusters = _archive_setup(cfg)
     res = import_jobs(cfg.db_path, archive, clusters, pairs, validate_schema=not args.no_validate,
                       on_error=lambda msg: print(f"error: {msg} (skipped)", file=sys.stderr))
+    for msg in res.deviations.warnings():
+        print(f"warning: {msg}", file=sys.stderr)
     print(f"imported {res.jobs} of {len(pairs)} jobs" + (f" (database ids {', '.join(map(str, res.ids))})"
                                                           if res.ids else ""))
     return 1 if res.errors else 0
@@ -549,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=60)
     sp = add("stop", cmd_stop, "stop the running supervisor and its processes")
     sp.add_argument("--timeout", type=float, default=60)
-    sp = add("status", cmd_status, "show every process: pid, uptime, restarts, RSS")
+    sp = add("status", cmd_status, "show every process (pid, uptime, restarts, RSS) and the maintenance tasks "
+                                   "(last run, duration, result or error)")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp = add("restart", cmd_restart, "restart a process: store, web, archiver, forkserver, ingest-N, or ingest (all workers)")
     sp.add_argument("name")
@@ -583,6 +596,15 @@ def build_parser() -> argparse.ArgumentParser:
              "print what a WAL or snapshot file holds (format, time range, counts, checksum errors)")
     sp.add_argument("file", help="a .wal file or a snapshot-*.bin/.json file from metric-store.checkpoints.directory")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    from supervisor import _cmd_maint as maint
+
+    add("revert-db", lambda a: maint.cmd_revert_db(a, _load(a)),
+        "revert the job database by one migration (after a backup copy; the installation must be stopped)")
+    add("optimize-db", lambda a: maint.cmd_optimize_db(a, _load(a)), "VACUUM and ANALYZE the job database")
+    sp = add("cleanup-checkpoints", lambda a: maint.cmd_cleanup_checkpoints(a, _load(a)),
+             "remove snapshot and WAL files of metric-store.checkpoints.directory that a restore does not need "
+             "(points older than retention-in-memory; with cleanup.mode archive only archived ones)")
+    sp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     return p
 
 

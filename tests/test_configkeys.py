@@ -23,14 +23,14 @@ def test_a_typo_is_refused_with_its_full_path(tmp_path):
 
 
 def test_unsupported_keys_warn_and_name_what_happens_instead(tmp_path):
-    cfg = load_config(write(tmp_path, {"cron": {"duration-worker": "1m", "footprint-worker": "5m"}}))
+    cfg = load_config(write(tmp_path, {"cron": {"duration-worker": "1m", "commit-job-worker": "5m"}}))
     assert len(cfg.warnings) == 1
-    assert "cron.footprint-worker" in cfg.warnings[0] and "computed at archiving" in cfg.warnings[0]
+    assert "cron.commit-job-worker" in cfg.warnings[0] and "writes every job to the database" in cfg.warnings[0]
 
 
 def test_a_warned_subtree_is_reported_once(tmp_path):
-    rep = audit({"main": {"nodestate-retention": {"policy": "move", "target-kind": "file", "whatever": 1}}})
-    assert rep.errors == [] and len(rep.warnings) == 1 and "main.nodestate-retention" in rep.warnings[0]
+    rep = audit({"main": {"db-config": {"cache-size-mb": 2048, "whatever": 1}}})
+    assert rep.errors == [] and len(rep.warnings) == 1 and "main.db-config" in rep.warnings[0]
 
 
 def test_free_form_maps_and_list_items_are_not_checked_key_by_key():

@@ -3,7 +3,9 @@
 Both check what they read the way cc-backend's importer does (schema, known cluster
 and subcluster, one resource per node) and recompute footprint and energy from the
 job's statistics with the subcluster's metric configuration.  A bad job is reported
-with its file and field and skipped; the others go in.
+with its file and field and skipped; the others go in.  Files of real archives that stray
+from the schema where it does not matter (say a unit cc-py does not know) are taken, with one
+warning per kind of deviation (:mod:`cc.archive._lenient`).
 
 ``init_db`` replaces the job, tag and jobtag tables in one transaction (an interrupted
 run leaves the old tables), inserting with explicit ids and with the job indexes
@@ -26,8 +28,9 @@ from typing import Any, TextIO
 import orjson
 
 from cc import jobdata
+from cc.archive import _lenient
 from cc.archive._jobarchive import ArchivePathError, JobArchive, gunzip, job_meta
-from cc.archive._schema import SchemaError, is_valid, validate
+from cc.archive._schema import SchemaError
 from cc.clusters import Cluster, load_cluster_file
 from cc.config import ConfigError
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job, connect, job_from_json
@@ -52,6 +55,7 @@ class SyncResult:
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
     ids: list[int] = field(default_factory=list)
+    deviations: _lenient.Deviations = field(default_factory=_lenient.Deviations)  # accepted, one warning per kind
 
     @property
     def rate(self) -> float:
@@ -76,19 +80,24 @@ def _load_json(path: Path) -> Any:
         raise JobFileError(f"{path}: invalid JSON: {e}") from None
 
 
-def _schema(kind: str, doc: Any, path: Path | str, fast: bool) -> None:
-    if fast and is_valid(kind, doc):
-        return
+def _schema(kind: str, doc: Any, path: Path | str, deviations: list | None = None) -> None:
+    """JobFileError if ``doc`` is unusable; tolerated deviations go to ``deviations`` (see cc.archive._lenient)."""
     try:
-        validate(kind, doc)
+        devs = _lenient.check(kind, doc)
     except SchemaError as e:
         raise JobFileError(f"{path}: {e}") from None
+    if deviations is not None:
+        deviations.extend(devs)
 
 
-def check_job(doc: Any, path: Path | str, clusters: dict[str, Cluster], *, validate_schema: bool = True) -> Job:
-    """A finished job from a meta.json document, with footprint and energy recomputed; JobFileError if unusable."""
+def check_job(doc: Any, path: Path | str, clusters: dict[str, Cluster], *, validate_schema: bool = True,
+              deviations: list | None = None) -> Job:
+    """A finished job from a meta.json document, with footprint and energy recomputed; JobFileError if unusable.
+
+    Schema deviations that leave the job usable are appended to ``deviations`` as (field, message).
+    """
     if validate_schema:
-        _schema("job-meta", doc, path, True)
+        _schema("job-meta", doc, path, deviations)
     elif not isinstance(doc, dict):
         raise JobFileError(f"{path}: (document): must be of type object")
     try:
@@ -211,8 +220,8 @@ def _drop_indexes(conn: sqlite3.Connection) -> list[str]:
 
 
 def _parse_one(path: str, archive: JobArchive, clusters: dict[str, Cluster],
-               validate_schema: bool) -> tuple[tuple, list[tuple[str, str, str]]] | str:
-    """(row values without id, tags) of one meta.json, or the error message."""
+               validate_schema: bool) -> tuple[tuple, list[tuple[str, str, str]], list] | str:
+    """(row values without id, tags, tolerated deviations) of one meta.json, or the error message."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -220,13 +229,14 @@ def _parse_one(path: str, archive: JobArchive, clusters: dict[str, Cluster],
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise JobFileError(f"{path}: invalid JSON: {e}") from None
-        job = check_job(doc, path, clusters, validate_schema=validate_schema)
+        devs: list[tuple[str, str]] = []
+        job = check_job(doc, path, clusters, validate_schema=validate_schema, deviations=devs)
         _check_location(job, path, archive)
     except JobFileError as e:
         return str(e)
     except OSError as e:
         return f"{path}: cannot read: {e.strerror or e}"
-    return job.row_values(), [(t.type, t.name, t.scope or "global") for t in job.tags]
+    return job.row_values(), [(t.type, t.name, t.scope or "global") for t in job.tags], devs
 
 
 _worker_args: tuple | None = None
@@ -278,13 +288,15 @@ def _fill(conn: sqlite3.Connection, paths: list[str], archive: JobArchive, clust
             links.clear()
 
     for chunk in _parsed(paths, archive, clusters, validate_schema, workers):
-        for item in chunk:
+        for chunk_pos, item in enumerate(chunk):
             if isinstance(item, str):
                 result.errors.append(item)
                 if on_error is not None:
                     on_error(item)
                 continue
-            values, job_tags = item
+            values, job_tags, devs = item
+            if devs:
+                result.deviations.add(paths[done + chunk_pos], devs)
             rows.append((next_id, *values))
             for t_type, t_name, t_scope in job_tags:
                 tid = tag_ids.get((t_type, t_name))
@@ -331,7 +343,8 @@ def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster]
     try:
         for meta_path, data_path in pairs:
             try:
-                db_id = _import_one(conn, archive, clusters, meta_path, data_path, validate_schema)
+                db_id = _import_one(conn, archive, clusters, meta_path, data_path, validate_schema,
+                                    result.deviations)
             except JobFileError as e:
                 result.errors.append(str(e))
                 if on_error is not None:
@@ -346,12 +359,14 @@ def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster]
 
 
 def _import_one(conn: sqlite3.Connection, archive: JobArchive, clusters: dict[str, Cluster], meta_path: Path,
-                data_path: Path, validate_schema: bool) -> int:
+                data_path: Path, validate_schema: bool, deviations: _lenient.Deviations) -> int:
     doc = _load_json(meta_path)
-    job = check_job(doc, meta_path, clusters, validate_schema=validate_schema)
+    meta_devs: list[tuple[str, str]] = []
+    job = check_job(doc, meta_path, clusters, validate_schema=validate_schema, deviations=meta_devs)
     data = _load_json(data_path)
+    data_devs: list[tuple[str, str]] = []
     if validate_schema:
-        _schema("job-data", data, data_path, True)
+        _schema("job-data", data, data_path, data_devs)
     elif not isinstance(data, dict):
         raise JobFileError(f"{data_path}: (document): must be of type object")
     try:
@@ -386,6 +401,8 @@ def _import_one(conn: sqlite3.Connection, archive: JobArchive, clusters: dict[st
         if isinstance(e, sqlite3.Error):
             raise JobFileError(f"{meta_path}: database insert failed: {e}") from None
         raise
+    deviations.add(str(meta_path), meta_devs)
+    deviations.add(str(data_path), data_devs)
     return db_id
 
 

@@ -16,7 +16,8 @@ configurable: ``archive.retry-delay`` (Go duration) and ``archive.max-attempts``
 The web process sends ``{"cmd": "wake"}`` to ``var/run/archiver.sock`` after a
 stop_job so archiving starts at once; the queue is also polled every few seconds.
 ``{"cmd": "status"}`` reports queue length, counters and the last errors.  The process
-also runs cc-backend's duration worker (``cron.duration-worker``, default 1 minute).
+also runs the maintenance tasks of :mod:`cc.tasks` (duration and footprint workers, stopping jobs
+past their walltime, node-state retention); ``status`` includes their last runs.
 """
 
 from __future__ import annotations
@@ -34,13 +35,18 @@ import trio
 from cc import ipc, jobdata, proc
 from cc.archive import ArchiveError, JobArchive, job_meta
 from cc.clusters import Cluster, MetricCatalog, load_cluster_file
-from cc.config import Config, ConfigError, ExternalStore, parse_duration
+from cc.config import ConfigError, ExternalStore, parse_duration
 from cc.db import Database, Job
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
 from cc.metricsource import BuiltinSource, MetricSource, MetricSourceError, MetricSources
 from cc.shm import Store
 from cc.shm import _layout as SL
+from cc.tasks import TaskRunner, TaskSettings, parse_tasks
+from cc.tasks._settings import NODESTATE_RETENTION_INTERVAL
+from cc.tasks.footprint import update_running_footprints
+from cc.tasks.nodestate import apply_retention
+from cc.tasks.walltime import stop_jobs_exceeding_walltime
 
 log = logging.getLogger("archiver")
 
@@ -132,6 +138,7 @@ class Archiver:
         self.busy: int | None = None
         self.last_errors: deque[dict[str, Any]] = deque(maxlen=20)
         self.last_pass: float | None = None
+        self.tasks: TaskRunner | None = None  # the maintenance tasks this process runs (status shows them)
 
     # -- one job ------------------------------------------------------------------------------
 
@@ -268,30 +275,48 @@ class Archiver:
                 log.warning("status: cannot count the queue: %s", e)
             return {"ok": True, "pid": os.getpid(), "queue": queue, "busy": self.busy, "archived": self.archived,
                     "failedAttempts": self.failed_attempts, "givenUp": self.given_up, "lastPass": self.last_pass,
-                    "lastErrors": list(self.last_errors)}
+                    "lastErrors": list(self.last_errors), "tasks": self.tasks.state() if self.tasks else []}
+        if cmd == "run-task" and self.tasks is not None:
+            try:
+                return {"ok": True, "task": await self.tasks.run_once(str(msg.get("name")))}
+            except KeyError:
+                return {"ok": False, "error": f"no task {msg.get('name')!r} (tasks: {', '.join(self.tasks.names())})"}
         if cmd == "ping":
             return {"ok": True, "pid": os.getpid()}
-        return {"ok": False, "error": f"unknown command {cmd!r} (wake, status, ping)"}
+        return {"ok": False, "error": f"unknown command {cmd!r} (wake, status, run-task, ping)"}
 
 
-async def duration_worker(db: Database, interval: float) -> None:
-    """cc-backend's duration worker: keep the duration of running jobs current for sorting and filters."""
-    while True:
-        await trio.sleep(interval)
-        try:
-            n = await db.write(jobs.update_running_durations)
-            log.debug("updated the duration of %d running jobs", n)
-        except sqlite3.Error as e:
-            log.warning("duration worker: %s", e)
+def build_tasks(archiver: Archiver, db: Database, settings: TaskSettings) -> TaskRunner:
+    """cc-backend's task manager, as far as it concerns this process (see :mod:`cc.tasks`)."""
+    runner = TaskRunner()
 
+    async def durations() -> dict[str, int]:
+        return {"updated": await db.write(jobs.update_running_durations)}
 
-def _duration_interval(cfg: Config) -> float:
-    cron = cfg.raw.get("cron") or {}
-    value = cron.get("duration-worker", "1m") if isinstance(cron, dict) else "1m"
-    interval = parse_duration(value, what="cron.duration-worker")
-    if interval <= 0:
-        raise ConfigError("cron.duration-worker must be positive")
-    return interval
+    runner.add("duration-worker", settings.duration_interval, durations)
+    if settings.walltime_grace is not None:
+        grace = settings.walltime_grace
+
+        async def walltime() -> dict[str, Any]:
+            ids = await db.write(stop_jobs_exceeding_walltime, grace)
+            if ids:
+                log.info("stopped %d jobs running past their walltime (+%ds) as timeout: ids %s", len(ids), grace,
+                         ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else ""))
+                archiver.wake.set()
+            return {"stopped": len(ids)}
+
+        runner.add("stop-jobs-exceeding-walltime", settings.duration_interval, walltime)
+
+    async def footprints() -> dict[str, int]:  # cluster.json files: as the archive loop last refreshed them
+        return await update_running_footprints(db, archiver.clusters, archiver.sources,
+                                               minimum_points=archiver.minimum_points)
+
+    runner.add("footprint-worker", settings.footprint_interval, footprints)
+    if settings.nodestate is not None:
+        ns = settings.nodestate
+        runner.add("nodestate-retention", NODESTATE_RETENTION_INTERVAL, lambda: apply_retention(db, ns),
+                   first_delay=0)
+    return runner
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -306,13 +331,14 @@ def main(argv: list[str] | None = None) -> None:
                         minimum_points=int(res.get("minimum-points") or jobdata.DEFAULT_MINIMUM_POINTS),
                         retry_delay=parse_duration(arch.get("retry-delay", BASE_BACKOFF), what="archive.retry-delay"),
                         max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)), external=cfg.metric_store_external)
-    interval = _duration_interval(cfg)
+    runner = build_tasks(archiver, db, parse_tasks(cfg.raw, cfg.base_dir))
+    archiver.tasks = runner
     logger.info("archiver started: archive %s, database %s", cfg.archive_path, cfg.db_path)
 
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         await nursery.start(ipc.serve, cfg.run_dir / "archiver.sock", archiver.handle)
         nursery.start_soon(archiver.run)
-        nursery.start_soon(duration_worker, db, interval)
+        nursery.start_soon(runner.run)
         await shutdown.wait()
         await archiver.sources.aclose()
 

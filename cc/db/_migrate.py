@@ -4,7 +4,8 @@ Version numbers follow cc-backend's (golang-migrate's ``schema_migrations`` tabl
 an existing cc-backend ``job.db`` of version 10 or 11 is recognised and upgraded in
 place after a backup copy.  Versions 12 (the archiver's queue) and 13 (server-side web
 sessions) are ours; every step is idempotent (``IF NOT EXISTS``), so each runs from any
-older version.
+older version.  :func:`revert` goes one of our versions down (``<version>_*.down.sql``); below 12 the
+versions are cc-backend's, whose own ``-revert-db`` takes over.
 """
 
 from __future__ import annotations
@@ -149,3 +150,33 @@ def _apply(conn: sqlite3.Connection, version: int | None) -> None:
         _run(conn, "011_indexes.sql")
         _run(conn, "012_archive_queue.sql")
     _run(conn, "013_sessions.sql")
+
+
+DOWN = {13: "013_sessions.down.sql", 12: "012_archive_queue.down.sql"}  # version -> script leading to version-1
+
+
+def revert(path: str | Path, *, backup: bool = True) -> MigrationResult:
+    """One migration down (cc-backend's ``-revert-db``), after a backup copy."""
+    p = Path(path)
+    if not p.exists():
+        raise MigrationError("no database to revert")
+    conn = connect(p)
+    try:
+        version = db_version(conn)
+        if version is None:
+            raise MigrationError("the database is empty: nothing to revert")
+        if version not in DOWN:
+            raise MigrationError(f"version {version} is cc-backend's: revert it with cc-backend -revert-db"
+                                 if version <= 11 else f"no down-migration from version {version}")
+        copy = _backup(p, version) if backup else None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _run(conn, DOWN[version])
+            _set_version(conn, version - 1)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return MigrationResult(version, version - 1, copy)
+    finally:
+        conn.close()
