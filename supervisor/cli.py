@@ -407,16 +407,20 @@ def cmd_migrate_db(args) -> int:
 
 def _archive_setup(cfg):
     """Migrated database, the job archive and its clusters (unreadable cluster.json files reported)."""
-    from cc.archive import ArchiveError, JobArchive
+    import sqlite3
+
+    from cc.archive import ArchiveError, open_archive
     from cc.archive.dbsync import load_archive_clusters
+    from cc.archive.manage import prepare
 
     _migrated(cfg)
-    archive = JobArchive(cfg.archive_path)
     try:
+        archive = open_archive(cfg.archive)
+        prepare(archive, cfg.archive_path)
         archive.version()
-    except ArchiveError as e:
+    except (ArchiveError, OSError, sqlite3.Error) as e:
         raise SystemExit(f"error: {e}") from None
-    clusters, errors = load_archive_clusters(cfg.archive_path)
+    clusters, errors = load_archive_clusters(archive)
     for msg in errors:
         print(f"error: {msg} (jobs of this cluster are skipped)", file=sys.stderr)
     return archive, clusters

@@ -32,7 +32,7 @@ from typing import Any
 import trio
 
 from cc import ipc, jobdata, proc
-from cc.archive import ArchiveError, JobArchive, job_meta
+from cc.archive import ArchiveError, JobArchive, job_meta, open_archive
 from cc.clusters import Cluster, MetricCatalog, load_cluster_file
 from cc.config import Config, ConfigError, ExternalStore, parse_duration
 from cc.db import Database, Job
@@ -302,12 +302,12 @@ def main(argv: list[str] | None = None) -> None:
     db = Database(cfg.db_path, readers=2)
     res = cfg.main.get("resampling") or {}
     arch = cfg.raw.get("archive") or {}
-    archiver = Archiver(db, store, JobArchive(cfg.archive_path), ClusterSet(cfg.archive_path, cfg.metrics),
+    archiver = Archiver(db, store, open_archive(cfg.archive), ClusterSet(cfg.archive_path, cfg.metrics),
                         minimum_points=int(res.get("minimum-points") or jobdata.DEFAULT_MINIMUM_POINTS),
                         retry_delay=parse_duration(arch.get("retry-delay", BASE_BACKOFF), what="archive.retry-delay"),
                         max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)), external=cfg.metric_store_external)
     interval = _duration_interval(cfg)
-    logger.info("archiver started: archive %s, database %s", cfg.archive_path, cfg.db_path)
+    logger.info("archiver started: archive %s, database %s", archiver.archive.location(), cfg.db_path)
 
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         await nursery.start(ipc.serve, cfg.run_dir / "archiver.sock", archiver.handle)
