@@ -38,7 +38,7 @@ class RetentionSettings:
     policy: str
     age_days: float
     include_db: bool = True
-    omit_tagged: bool = False
+    omit_tagged: str = "none"  # none | all | user (cc-backend's; true/false of older configs = all/none)
     format: str = "json"
     target_kind: str = "file"
     target_path: Path | None = None
@@ -89,6 +89,14 @@ def parse_s3(d: dict[str, Any], where: str, prefix: str = "") -> S3Settings:
                       use_path_style=_bool(d, f"{prefix}use-path-style", where, False))
 
 
+def _omit_tagged(v: Any, where: str) -> str:
+    if isinstance(v, bool):
+        return "all" if v else "none"
+    if v not in ("none", "all", "user"):
+        raise ArchiveConfigError(f"{where}.omit-tagged: expected none, all, user (or true/false), got {v!r}")
+    return v
+
+
 def parse_retention(d: Any, base: Path, where: str = "archive.retention") -> RetentionSettings:
     if not isinstance(d, dict):
         raise ArchiveConfigError(f"{where}: expected an object")
@@ -108,7 +116,7 @@ def parse_retention(d: Any, base: Path, where: str = "archive.retention") -> Ret
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise ArchiveConfigError(f"{where}.max-file-size-mb: expected a non-negative integer, got {size!r}")
     out = RetentionSettings(policy=policy, age_days=float(age), include_db=_bool(d, "include-db", where, True),
-                            omit_tagged=_bool(d, "omit-tagged", where, False), format=fmt, target_kind=kind,
+                            omit_tagged=_omit_tagged(d.get("omit-tagged", "none"), where), format=fmt, target_kind=kind,
                             max_file_size_mb=size or DEFAULT_MAX_FILE_MB)
     if policy != "delete":
         if kind == "s3":

@@ -37,6 +37,8 @@ commands:
   init-db               rebuild the job and tag tables from the job archive
   import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
   checkpoint-info FILE  what a WAL or snapshot file holds: time range, counts, checksum errors
+  archive ACTION        job archive: validate, convert --to file|sqlite|s3, remove --before DATE, info,
+                        retention [--dry-run]
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -587,6 +589,10 @@ def build_parser() -> argparse.ArgumentParser:
              "print what a WAL or snapshot file holds (format, time range, counts, checksum errors)")
     sp.add_argument("file", help="a .wal file or a snapshot-*.bin/.json file from metric-store.checkpoints.directory")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    from supervisor._cmd_archive import register as register_archive
+
+    register_archive(sub, lambda sp: sp.add_argument("-config", "--config", default=argparse.SUPPRESS,
+                                                     help="path of config.json"))
     return p
 
 

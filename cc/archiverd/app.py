@@ -32,7 +32,7 @@ from typing import Any
 import trio
 
 from cc import ipc, jobdata, proc
-from cc.archive import ArchiveError, JobArchive, job_meta, open_archive
+from cc.archive import ArchiveError, JobArchive, job_meta, open_archive, retention
 from cc.clusters import Cluster, MetricCatalog, load_cluster_file
 from cc.config import Config, ConfigError, ExternalStore, parse_duration
 from cc.db import Database, Job
@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         await nursery.start(ipc.serve, cfg.run_dir / "archiver.sock", archiver.handle)
         nursery.start_soon(archiver.run)
         nursery.start_soon(duration_worker, db, interval)
+        nursery.start_soon(retention.worker, cfg, archiver.archive)  # archive.retention, daily
         await shutdown.wait()
         await archiver.sources.aclose()
 
