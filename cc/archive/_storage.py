@@ -250,7 +250,7 @@ class SqliteStore:
         row: tuple | None
         if what == "version":
             row = self._conn().execute("SELECT value, 0 FROM metadata WHERE key = 'version'").fetchone()
-            row = None if row is None else (str(row[0]).encode(), 0)
+            row = None if row is None else (f"{row[0]}\n".encode(), 0)  # as version.txt reads
         elif what == "cluster":
             row = self._conn().execute("SELECT config_json, updated_at FROM clusters WHERE name = ?",
                                        ident).fetchone()

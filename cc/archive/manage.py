@@ -29,12 +29,12 @@ def prepare(archive: JobArchive, local_dir: Path) -> list[str]:
     The processes read cluster descriptions from ``archive.path`` (a local directory), so
     each ``cluster.json`` of the store is copied there (the store's copy wins), and a
     local one the store lacks is uploaded, so the store stays a complete cc-backend
-    archive.  A new, empty store gets ``version.txt``.
+    archive.  A store without jobs and without ``version.txt`` (a new one) gets one.
     """
     done: list[str] = []
     if archive.root is not None:
         return done
-    if not archive.store.exists("version.txt") and not archive.clusters():
+    if not archive.store.exists("version.txt") and next(archive.job_keys(), None) is None:
         archive.init_version()
         done.append(f"{archive.location('version.txt')}: created (archive version {ARCHIVE_VERSION})")
     stored = set()
