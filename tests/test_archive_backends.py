@@ -9,8 +9,7 @@ import sqlite3
 import orjson
 import pytest
 
-from cc.archive import JobArchive, job_meta, open_archive
-from cc.archive import manage
+from cc.archive import JobArchive, job_meta, manage, open_archive
 from cc.archive._storage import FileStore, S3Store, SqliteStore
 from cc.archive.dbsync import init_db, load_archive_clusters
 from cc.archivecfg import ArchiveConfigError, parse_archive
@@ -18,8 +17,6 @@ from cc.db import migrate
 from tests import s3_server
 from tests.archive_gen import init_archive, job_data, make_job
 from tests.helpers import small_cluster
-
-pytestmark = pytest.mark.skipif(not s3_server.available(), reason="moto_server not installed (test extra)")
 
 
 @pytest.fixture(scope="module")
