@@ -6,7 +6,7 @@ nothing here.  So no key is silently ignored: each is listed below as
 * ``ok``    -- implemented (the module that reads it validates its value);
 * ``warn``  -- accepted, but cc-py does not do what the key asks: a warning at start names it;
 * ``error`` -- refused at start, because running without it would weaken security or
-  lose data (say ``archive.kind: s3``: finished jobs would not go where the site expects).
+  lose data (finished jobs would not go where the site expects).
 
 A key not listed is a start-up error (cc-backend refuses unknown keys too), which also
 catches typos.  A ``warn``/``error`` entry covers its whole subtree, ``ok`` entries whose
