@@ -273,8 +273,20 @@ class SqliteStore:
         return self._file(key)[0]
 
     def stamp(self, key: str) -> tuple[int, int]:
-        blob, updated = self._file(key)
-        return updated, len(blob)
+        what, ident, name = self._parse(key)
+        row = None
+        if what == "job" and name == META:
+            row = self._job_row(ident, "updated_at, length(meta_json)")
+        elif what == "job" and name in DATA_NAMES:
+            row = self._job_row(ident, "updated_at, length(data_json), data_compressed")
+            if row is not None and (row[1] is None or bool(row[2]) != (name == "data.json.gz")):
+                row = None
+        else:
+            blob, updated = self._file(key)
+            return updated, len(blob)
+        if row is None:
+            raise FileNotFoundError(f"{self.prefix}{key}: not in the archive")
+        return int(row[0]), int(row[1])
 
     def exists(self, key: str) -> bool:
         try:
