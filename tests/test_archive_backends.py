@@ -244,3 +244,23 @@ def test_open_archive_follows_kind(tmp_path):
     assert a.kind == "sqlite" and a.location().startswith(str(tmp_path / "a.db"))
     a.close()
     assert open_archive(parse_archive({}, tmp_path)).kind == "file"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "s3"])
+def test_import_job_into_store(kind, tmp_path, s3):
+    from cc.archive.dbsync import import_jobs
+
+    archive = JobArchive(new_store(kind, tmp_path, s3))
+    fill(archive, 0)
+    clusters, _ = load_archive_clusters(archive)
+    job, stats = make_job(clusters["c1"], 7, random.Random(3))
+    meta = job_meta(job, stats)
+    data = job_data([r["hostname"] for r in meta["resources"]], {"cpu_load": ""}, 300)
+    (tmp_path / "m.json").write_bytes(orjson.dumps(meta))
+    (tmp_path / "d.json").write_bytes(orjson.dumps(data))
+    db = tmp_path / "job.db"
+    migrate(db)
+    res = import_jobs(db, archive, clusters, [(tmp_path / "m.json", tmp_path / "d.json")] * 2)
+    assert res.jobs == 1 and "already" in res.errors[0]
+    assert archive.load_data("c1", meta["jobId"], meta["startTime"]) == data
+    assert archive.load_meta("c1", meta["jobId"], meta["startTime"])["jobId"] == meta["jobId"]
