@@ -264,3 +264,25 @@ def test_import_job_into_store(kind, tmp_path, s3):
     assert res.jobs == 1 and "already" in res.errors[0]
     assert archive.load_data("c1", meta["jobId"], meta["startTime"]) == data
     assert archive.load_meta("c1", meta["jobId"], meta["startTime"])["jobId"] == meta["jobId"]
+
+
+def test_sqlite_store_pools_connections_across_threads(tmp_path):
+    """Threads come and go (Trio retires idle workers): connections are pooled, not kept per thread."""
+    import threading
+
+    from cc.archive._storage import POOL_SIZE
+
+    store = SqliteStore(tmp_path / "a.db")
+    archive = JobArchive(store, cache_bytes=0)
+    metas = fill(archive, 2)
+    m = metas[0]
+    for _ in range(3):
+        threads = [threading.Thread(target=archive.load_data, args=("c1", m["jobId"], m["startTime"]))
+                   for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert 1 <= len(store._idle) <= POOL_SIZE
+    store.close()
+    assert store._idle == []

@@ -264,6 +264,7 @@ class JobArchive:
             meta = orjson.loads(self.store.read(key))
             meta.update(fields)
             self.store.put(key, orjson.dumps(meta))
+        self._forget(cluster, job_id, start_time)  # a SQLite stamp has 1 s resolution
         return meta
 
     def delete(self, cluster: str, job_id: int, start_time: int) -> bool:

@@ -32,6 +32,7 @@ from cc.fsio import fsync_dir, replace_atomically, write_all
 
 META = "meta.json"
 DATA_NAMES = ("data.json.gz", "data.json")
+POOL_SIZE = 4  # idle SQLite connections kept per store
 
 
 class Store(Protocol):
@@ -198,7 +199,7 @@ CREATE TABLE IF NOT EXISTS metadata (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 class SqliteStore:
     """The files of an archive as rows of cc-backend's SQLite archive tables.
 
-    One connection per thread (WAL mode, so the web process reads while the archiver
+    A few pooled connections (WAL mode, so the web process reads while the archiver
     writes).  ``updated_at`` is in seconds as upstream's; the cache stamp pairs it with
     the blob length, so a rewrite is noticed unless it has the same size in the same second.
     """
@@ -209,24 +210,52 @@ class SqliteStore:
     def __init__(self, db_path: Path | str):
         self.db_path = Path(db_path)
         self.prefix = f"{self.db_path}#"
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._conn()  # create the schema now: a bad path fails at startup, not at the first job
+        self._q("SELECT 1")  # create the schema now: a bad path fails at startup, not at the first job
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.executescript(SQLITE_SCHEMA)
-            self._local.conn = conn
-            with self._lock:
-                self._conns.append(conn)
+    def _open(self) -> sqlite3.Connection:
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.executescript(SQLITE_SCHEMA)
         return conn
+
+    def _run(self, sql: str, params: tuple) -> tuple[list, int]:
+        """Rows and row count of one statement on a pooled connection.
+
+        A pool, not one connection per thread: Trio retires idle worker threads and starts
+        new ones, and per-thread connections would pile up.
+        """
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = self._open()
+        try:
+            cur = conn.execute(sql, params)
+            rows, count = cur.fetchall(), cur.rowcount
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            if len(self._idle) < POOL_SIZE:
+                self._idle.append(conn)
+                conn = None
+        if conn is not None:
+            conn.close()
+        return rows, count
+
+    def _q(self, sql: str, params: tuple = ()) -> list:
+        return self._run(sql, params)[0]
+
+    def _one(self, sql: str, params: tuple = ()) -> tuple | None:
+        rows = self._run(sql, params)[0]
+        return rows[0] if rows else None
+
+    def _x(self, sql: str, params: tuple = ()) -> int:
+        return self._run(sql, params)[1]
 
     @staticmethod
     def _parse(key: str) -> tuple[str, tuple, str]:
@@ -242,18 +271,17 @@ class SqliteStore:
 
     def _job_row(self, ident: tuple, columns: str) -> tuple | None:
         cluster, job_id, start = ident
-        return self._conn().execute(f"SELECT {columns} FROM jobs WHERE job_id = ? AND cluster = ? AND start_time = ?",
-                                    (job_id, cluster, start)).fetchone()
+        return self._one(f"SELECT {columns} FROM jobs WHERE job_id = ? AND cluster = ? AND start_time = ?",
+                         (job_id, cluster, start))
 
     def _file(self, key: str) -> tuple[bytes, int]:
         what, ident, name = self._parse(key)
         row: tuple | None
         if what == "version":
-            row = self._conn().execute("SELECT value, 0 FROM metadata WHERE key = 'version'").fetchone()
+            row = self._one("SELECT value, 0 FROM metadata WHERE key = 'version'")
             row = None if row is None else (f"{row[0]}\n".encode(), 0)  # as version.txt reads
         elif what == "cluster":
-            row = self._conn().execute("SELECT config_json, updated_at FROM clusters WHERE name = ?",
-                                       ident).fetchone()
+            row = self._one("SELECT config_json, updated_at FROM clusters WHERE name = ?", ident)
         elif name == META:
             row = self._job_row(ident, "meta_json, updated_at")
         elif name in DATA_NAMES:
@@ -297,21 +325,21 @@ class SqliteStore:
 
     def put(self, key: str, blob: bytes) -> None:
         what, ident, name = self._parse(key)
-        conn, now = self._conn(), time.time_ns()
+        now = int(time.time())
         if what == "version":
-            conn.execute("INSERT INTO metadata (key, value) VALUES ('version', ?) "
-                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (blob.decode().strip(),))
+            self._x("INSERT INTO metadata (key, value) VALUES ('version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (blob.decode().strip(),))
         elif what == "cluster":
-            conn.execute("INSERT INTO clusters (name, config_json, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) "
-                         "DO UPDATE SET config_json = excluded.config_json, updated_at = excluded.updated_at",
-                         (ident[0], blob, now // 10**9))
+            self._x("INSERT INTO clusters (name, config_json, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) "
+                    "DO UPDATE SET config_json = excluded.config_json, updated_at = excluded.updated_at",
+                    (ident[0], blob, now))
         elif name == META:
             cluster, job_id, start = ident
-            cur = conn.execute("UPDATE jobs SET meta_json = ?, updated_at = ? WHERE job_id = ? AND cluster = ? "
-                               "AND start_time = ?", (blob, now // 10**9, job_id, cluster, start))
-            if cur.rowcount == 0:
-                conn.execute("INSERT INTO jobs (job_id, cluster, start_time, meta_json, created_at, updated_at) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (job_id, cluster, start, blob, now // 10**9, now // 10**9))
+            n = self._x("UPDATE jobs SET meta_json = ?, updated_at = ? WHERE job_id = ? AND cluster = ? "
+                        "AND start_time = ?", (blob, now, job_id, cluster, start))
+            if n == 0:
+                self._x("INSERT INTO jobs (job_id, cluster, start_time, meta_json, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (job_id, cluster, start, blob, now, now))
         else:
             raise ValueError(f"{key}: job data is written with the job (put_job)")
 
@@ -320,7 +348,7 @@ class SqliteStore:
         data_name = next((n for n in DATA_NAMES if n in files), None)
         data = files.get(data_name) if data_name else None
         now = int(time.time())
-        self._conn().execute(
+        self._x(
             "INSERT INTO jobs (job_id, cluster, start_time, meta_json, data_json, data_compressed, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(job_id, cluster, start_time) DO UPDATE SET "
             "meta_json = excluded.meta_json, data_json = excluded.data_json, "
@@ -329,17 +357,15 @@ class SqliteStore:
 
     def delete_job(self, job_key: str) -> bool:
         cluster, job_id, start = split_job_key(job_key)
-        cur = self._conn().execute("DELETE FROM jobs WHERE job_id = ? AND cluster = ? AND start_time = ?",
-                                   (job_id, cluster, start))
-        return cur.rowcount > 0
+        return self._x("DELETE FROM jobs WHERE job_id = ? AND cluster = ? AND start_time = ?",
+                       (job_id, cluster, start)) > 0
 
     def clusters(self) -> list[str]:
-        rows = self._conn().execute("SELECT name FROM clusters UNION SELECT DISTINCT cluster FROM jobs").fetchall()
+        rows = self._q("SELECT name FROM clusters UNION SELECT DISTINCT cluster FROM jobs")
         return sorted(r[0] for r in rows)
 
     def job_keys(self) -> Iterator[str]:
-        rows = self._conn().execute("SELECT cluster, job_id, start_time FROM jobs "
-                                    "ORDER BY cluster, job_id, start_time").fetchall()
+        rows = self._q("SELECT cluster, job_id, start_time FROM jobs ORDER BY cluster, job_id, start_time")
         return (make_job_key(*r) for r in rows)
 
     def job_size(self, job_key: str) -> int:
@@ -349,10 +375,9 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
-            for c in self._conns:
-                c.close()
-            self._conns.clear()
-        self._local = threading.local()
+            idle, self._idle = self._idle, []
+        for c in idle:
+            c.close()
 
 
 # -- S3 ---------------------------------------------------------------------------------------
