@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from cc.archivecfg import ArchiveConfigError, ArchiveSettings, parse_archive
 from cc.authconfig import AuthConfigError, AuthSettings, parse_auth
 from cc.configkeys import audit
 from cc.nats._settings import NatsConfigError, NatsSettings, parse_nats
@@ -266,6 +267,7 @@ class Config:
     redirect_http_addr: str = ":80"      # main.redirect-http-addr (ours): where that redirect listens
     run_as_user: str | None = None   # main.user
     run_as_group: str | None = None  # main.group
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)  # archive.kind and its store, retention
 
     @property
     def main(self) -> dict[str, Any]:
@@ -503,9 +505,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         auth_settings = parse_auth(auth, jwts, jwts_where, base, parse_duration)
     except AuthConfigError as e:
         raise ConfigError(str(e)) from None
-    kind = archive.get("kind", "file")
-    if kind != "file":
-        raise ConfigError(f"archive.kind: only 'file' is supported, got {kind!r}")
+    try:
+        archive_settings = parse_archive(archive, base)
+    except ArchiveConfigError as e:
+        raise ConfigError(str(e)) from None
     var_dir = _resolve(base, "var")
     ms = _parse_metric_store(_section(raw, "metric-store"), base)
     metrics: dict[str, MetricSpec] = {}
@@ -560,6 +563,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         run_dir=var_dir / "run",
         log_dir=var_dir / "log",
         archive_path=_resolve(base, archive.get("path", "./var/job-archive")),
+        archive=archive_settings,
         db_path=_resolve(base, main.get("db", "./var/job.db")),
         api_allowed_ips=allowed,
         jwt_max_age=int(parse_duration(jwts.get("max-age", "0"), what="auth.jwts.max-age")),

@@ -6,7 +6,7 @@ nothing here.  So no key is silently ignored: each is listed below as
 * ``ok``    -- implemented (the module that reads it validates its value);
 * ``warn``  -- accepted, but cc-py does not do what the key asks: a warning at start names it;
 * ``error`` -- refused at start, because running without it would weaken security or
-  lose data (say ``archive.kind: s3``: finished jobs would not go where the site expects).
+  lose data (finished jobs would not go where the site expects).
 
 A key not listed is a start-up error (cc-backend refuses unknown keys too), which also
 catches typos.  A ``warn``/``error`` entry covers its whole subtree, ``ok`` entries whose
@@ -100,15 +100,30 @@ archive.kind                            ok
 archive.path                            ok
 archive.retry-delay                     ok
 archive.max-attempts                    ok
-archive.db-path                         error  the sqlite archive backend is not implemented yet (archive.kind must be 'file')
-archive.endpoint                        error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
-archive.access-key                      error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
-archive.secret-key                      error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
-archive.bucket                          error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
-archive.region                          error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
-archive.use-path-style                  error  the s3 archive backend is not implemented yet (archive.kind must be 'file')
+archive.db-path                         ok
+archive.endpoint                        ok
+archive.access-key                      ok
+archive.secret-key                      ok
+archive.bucket                          ok
+archive.region                          ok
+archive.use-path-style                  ok
 archive.compression                     warn   archive compression of old jobs is not implemented yet
-archive.retention                       warn   archive retention is not implemented yet: jobs are kept forever
+archive.retention                       ok
+archive.retention.policy                ok
+archive.retention.age                   ok
+archive.retention.include-db            ok
+archive.retention.omit-tagged           ok
+archive.retention.format                ok
+archive.retention.target-kind           ok
+archive.retention.target-path           ok
+archive.retention.target-endpoint       ok
+archive.retention.target-bucket         ok
+archive.retention.target-access-key     ok
+archive.retention.target-secret-key     ok
+archive.retention.target-region         ok
+archive.retention.target-use-path-style ok
+archive.retention.max-file-size-mb      ok
+archive.retention.location              ok
 metric-store                            ok
 metric-store.retention-in-memory        ok
 metric-store.memory-cap                 ok

@@ -189,6 +189,7 @@ class Supervisor:
                 raise RuntimeError(str(e)) from None
         become(self.cfg)  # main.user / main.group; nothing below runs as root
         self._migrate_db()
+        self._prepare_archive()
         catalog = load_catalog(self.cfg)
         ms = self.cfg.metric_store
         layout = Layout.compute(ms.retention, catalog.frequencies(), ms.memory_cap_gb,
@@ -215,6 +216,25 @@ class Supervisor:
         for name, s in self.sockets.items():
             host, port = s.getsockname()[:2]
             self.addresses[name] = f"{host}:{port}"
+
+    def _prepare_archive(self) -> None:
+        """A SQLite or S3 archive: version.txt when new, cluster.json copies in archive.path (cc.archive.manage)."""
+        import sqlite3
+
+        from cc.archive import open_archive
+        from cc.archive.manage import prepare
+
+        if self.cfg.archive.kind == "file":
+            return
+        try:
+            archive = open_archive(self.cfg.archive)
+            try:
+                for line in prepare(archive, self.cfg.archive_path):
+                    log.info("job archive: %s", line)
+            finally:
+                archive.close()
+        except (OSError, sqlite3.Error) as e:
+            raise RuntimeError(f"job archive ({self.cfg.archive.kind}): {e}") from None
 
     def _migrate_db(self) -> None:
         """Create or upgrade the job database before any child opens it (web and archiver need the current version)."""

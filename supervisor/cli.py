@@ -41,6 +41,8 @@ commands:
   revert-db             one migration of the job database down (after a backup copy)
   optimize-db           VACUUM and ANALYZE the job database
   cleanup-checkpoints   remove metric-store checkpoint/WAL files not needed any more (--dry-run lists them)
+  archive ACTION        job archive: validate, convert --to file|sqlite|s3, remove --before DATE, info,
+                        retention [--dry-run]
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -415,16 +417,20 @@ def cmd_migrate_db(args) -> int:
 
 def _archive_setup(cfg):
     """Migrated database, the job archive and its clusters (unreadable cluster.json files reported)."""
-    from cc.archive import ArchiveError, JobArchive
+    import sqlite3
+
+    from cc.archive import ArchiveError, open_archive
     from cc.archive.dbsync import load_archive_clusters
+    from cc.archive.manage import prepare
 
     _migrated(cfg)
-    archive = JobArchive(cfg.archive_path)
     try:
+        archive = open_archive(cfg.archive)
+        prepare(archive, cfg.archive_path)
         archive.version()
-    except ArchiveError as e:
+    except (ArchiveError, OSError, sqlite3.Error) as e:
         raise SystemExit(f"error: {e}") from None
-    clusters, errors = load_archive_clusters(cfg.archive_path)
+    clusters, errors = load_archive_clusters(archive)
     for msg in errors:
         print(f"error: {msg} (jobs of this cluster are skipped)", file=sys.stderr)
     return archive, clusters
@@ -605,6 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
              "remove snapshot and WAL files of metric-store.checkpoints.directory that a restore does not need "
              "(points older than retention-in-memory; with cleanup.mode archive only archived ones)")
     sp.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    from supervisor._cmd_archive import register as register_archive
+
+    register_archive(sub, lambda sp: sp.add_argument("-config", "--config", default=argparse.SUPPRESS,
+                                                     help="path of config.json"))
     return p
 
 

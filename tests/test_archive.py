@@ -104,16 +104,16 @@ def test_rewrite_replaces_atomically_and_leaves_no_temporaries(archive):
 def test_failed_write_leaves_old_job(archive, monkeypatch):
     meta = small_meta()
     archive.write(meta, {"a": {}})
-    import cc.archive._jobarchive as ja
+    import cc.archive._storage as st
 
-    real = ja._write_file
+    real = st._write_new
 
     def failing(path, data):
         if path.name.startswith("data"):
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(ja, "_write_file", failing)
+    monkeypatch.setattr(st, "_write_new", failing)
     with pytest.raises(OSError, match="No space"):
         archive.write(meta, {"b": {}})
     assert archive.load_data("c1", 1403244, 1608923076) == {"a": {}}

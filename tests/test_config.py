@@ -63,7 +63,10 @@ def test_secrets_come_from_env_file_and_environment_wins(tmp_path, monkeypatch):
     ({"main": {"addr": "nohostport"}}, "main.addr"),
     ({"metrics": {"cpu_load": {"frequency": 0, "aggregation": "sum"}}}, "metrics.cpu_load.frequency"),
     ({"metrics": {"cpu_load": {"frequency": 60, "aggregation": "max"}}}, "metrics.cpu_load.aggregation"),
-    ({"archive": {"kind": "s3"}}, "archive.kind"),
+    ({"archive": {"kind": "tape"}}, "archive.kind"),
+    ({"archive": {"kind": "s3"}}, "archive.endpoint"),
+    ({"archive": {"kind": "sqlite"}}, "archive.db-path"),
+    ({"archive": {"retention": {"policy": "delete"}}}, "archive.retention.age"),
     ({"clusters": [{"nope": 1}]}, "clusters[0]"),
 ])
 def test_config_errors_name_the_key(tmp_path, doc, needle):

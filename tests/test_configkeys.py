@@ -39,9 +39,15 @@ def test_free_form_maps_and_list_items_are_not_checked_key_by_key():
     assert rep.errors == [] and rep.warnings == []
 
 
-def test_keys_whose_absence_would_lose_data_are_refused():
-    rep = audit({"archive": {"endpoint": "https://s3.example.org", "bucket": "jobs"}})
-    assert len(rep.errors) == 2 and all("is not supported" in e for e in rep.errors)
+def test_archive_store_and_retention_keys_are_implemented():
+    rep = audit({"archive": {"kind": "s3", "endpoint": "https://s3.example.org", "bucket": "jobs", "access-key": "a",
+                             "secret-key": "s", "region": "r", "use-path-style": True, "db-path": "x",
+                             "retention": {"policy": "move", "age": 1, "include-db": True, "omit-tagged": "all",
+                                           "format": "parquet", "target-kind": "s3", "target-endpoint": "e",
+                                           "target-bucket": "b", "target-access-key": "a", "target-secret-key": "s",
+                                           "target-region": "r", "target-use-path-style": True,
+                                           "max-file-size-mb": 64, "target-path": "p"}}})
+    assert rep.errors == [] and rep.warnings == []
 
 
 def test_security_keys_are_implemented():

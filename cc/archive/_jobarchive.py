@@ -1,23 +1,19 @@
-"""The job archive on disk, laid out exactly as ClusterCockpit's (archive version 3).
+"""The job archive, laid out exactly as ClusterCockpit's (archive version 3).
 
-``<root>/version.txt``, ``<root>/<cluster>/cluster.json`` and one directory per job,
-``<root>/<cluster>/<jobId // 1000>/<jobId % 1000 as %03d>/<startTime>/`` holding
-``meta.json`` and ``data.json`` (``data.json.gz`` above 2000 bytes, as cc-backend).
-
-Writes are atomic: a job directory is assembled under a hidden temporary name in the
-same parent and renamed into place, so a reader (or a crash) sees the old job, the
-new job or no job, never half of one.  Every path component that comes from a job
-(cluster name, ids) is checked first, so no document can steer a write outside the
-archive.
+``version.txt``, ``<cluster>/cluster.json`` and per job
+``<cluster>/<jobId // 1000>/<jobId % 1000 as %03d>/<startTime>/`` holding ``meta.json``
+and ``data.json`` (``data.json.gz`` above 2000 bytes, as cc-backend) - in a directory, a
+SQLite file or an S3 bucket (:mod:`cc.archive._storage`; each store says how a job is
+replaced without a reader or a crash seeing half of it).  Every key component that comes
+from a job (cluster name, ids) is checked first, so no document can steer a write
+outside the archive.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import threading
-import uuid
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -26,8 +22,8 @@ from typing import Any
 
 import orjson
 
+from cc.archive._storage import DATA_NAMES, FileStore, Store, make_job_key, split_job_key
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job
-from cc.fsio import fsync_dir, replace_atomically, write_all
 
 ARCHIVE_VERSION = 3
 GZIP_THRESHOLD = 2000  # bytes of JSON; cc-backend compresses data.json above this size
@@ -95,15 +91,6 @@ def gunzip(blob: bytes) -> bytes:
     return out
 
 
-def _write_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def memory_size(doc: Any) -> int:
     """Estimated bytes of the Python objects of a parsed JSON document.
 
@@ -134,108 +121,134 @@ def memory_size(doc: Any) -> int:
 
 
 class JobArchive:
-    """One archive root.  Thread-safe; loaded documents are cached (LRU, bounded by :func:`memory_size`).
+    """One archive (a directory, a SQLite file or an S3 bucket, see :mod:`cc.archive._storage`).
 
-    Cached documents are shared: callers must not modify what :meth:`load_data` returns.
+    Thread-safe; loaded documents are cached (LRU, bounded by :func:`memory_size`) and
+    revalidated against the file's (change time, size) stamp.  Cached documents are
+    shared: callers must not modify what :meth:`load_data` returns.
     """
 
-    def __init__(self, root: Path | str, *, cache_bytes: int = DEFAULT_CACHE_BYTES):
-        self.root = Path(root)
+    def __init__(self, root: Path | str | Store, *, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self.store: Store = FileStore(root) if isinstance(root, (str, os.PathLike)) else root
+        # the directory of a file archive; other stores have none (job_dir/data_path are file-only)
+        self.root = self.store.root if isinstance(self.store, FileStore) else None
         self.cache_bytes = cache_bytes
         # (cluster, job id, start time, 'data' | 'meta') -> ((mtime_ns, size), memory_size, document)
         self._cache: OrderedDict[tuple[str, int, int, str], tuple[tuple[int, int], int, dict]] = OrderedDict()
         self._cached = 0
         self._lock = threading.Lock()
 
+    @property
+    def kind(self) -> str:
+        return self.store.kind
+
+    def location(self, key: str = "") -> str:
+        """Where a key is, for messages (a path, ``s3://bucket/key`` or ``db-path#key``)."""
+        return self.store.prefix + key
+
     # -- layout -------------------------------------------------------------------------------
 
     def version(self) -> int:
         """The archive version; raises ArchiveError unless it is 3."""
-        path = self.root / "version.txt"
+        where = self.location("version.txt")
         try:
-            text = path.read_text().strip()
+            text = self.store.read("version.txt").decode(errors="replace").strip()
         except FileNotFoundError:
-            raise ArchiveError(f"{path}: missing (not a job archive; 'cc-supervise init' creates one)") from None
+            raise ArchiveError(f"{where}: missing (not a job archive; 'cc-supervise init' creates one)") from None
         try:
             version = int(text)
         except ValueError:
-            raise ArchiveError(f"{path}: expected a version number, got {text[:40]!r}") from None
+            raise ArchiveError(f"{where}: expected a version number, got {text[:40]!r}") from None
         if version != ARCHIVE_VERSION:
-            raise ArchiveError(f"{path}: archive version {version} is not supported (need {ARCHIVE_VERSION})")
+            raise ArchiveError(f"{where}: archive version {version} is not supported (need {ARCHIVE_VERSION})")
         return version
 
-    def clusters(self) -> list[str]:
-        """Clusters with a directory in the archive (as cc-backend: every non-hidden directory)."""
-        try:
-            return sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
-        except FileNotFoundError:
-            return []
+    def init_version(self) -> None:
+        """Write ``version.txt`` into an empty archive (a new SQLite file or bucket)."""
+        if not self.store.exists("version.txt"):
+            self.store.put("version.txt", f"{ARCHIVE_VERSION}\n".encode())
 
-    def job_dir(self, cluster: str, job_id: int, start_time: int) -> Path:
+    def clusters(self) -> list[str]:
+        """Clusters in the archive (file: every non-hidden directory, as cc-backend)."""
+        return self.store.clusters()
+
+    def cluster_config(self, cluster: str) -> bytes:
+        """The raw ``cluster.json`` of a cluster; FileNotFoundError if there is none."""
+        return self.store.read(f"{check_cluster_name(cluster)}/cluster.json")
+
+    def put_cluster_config(self, cluster: str, raw: bytes) -> None:
+        self.store.put(f"{check_cluster_name(cluster)}/cluster.json", raw)
+
+    def job_key(self, cluster: str, job_id: int, start_time: int) -> str:
+        """``<cluster>/<id // 1000>/<id % 1000>/<start>`` with every component checked."""
         check_cluster_name(cluster)
         _check_id("jobId", job_id)
         _check_id("startTime", start_time)
-        return self.root / cluster / str(job_id // 1000) / f"{job_id % 1000:03d}" / str(start_time)
+        return make_job_key(cluster, job_id, start_time)
+
+    def job_dir(self, cluster: str, job_id: int, start_time: int) -> Path:
+        key = self.job_key(cluster, job_id, start_time)
+        if self.root is None:
+            raise ArchiveError(f"a {self.kind} archive has no job directories")
+        return self.root / key
 
     def exists(self, cluster: str, job_id: int, start_time: int) -> bool:
-        return (self.job_dir(cluster, job_id, start_time) / "meta.json").is_file()
+        return self.store.exists(f"{self.job_key(cluster, job_id, start_time)}/meta.json")
 
     def iter_jobs(self) -> Iterator[Path]:
         """Paths of every ``meta.json`` (cluster, jobId and start-time directories; hidden ones skipped)."""
         return map(Path, self.meta_files())
 
+    def job_keys(self) -> Iterator[str]:
+        """Every archived job's key (see :meth:`job_key`)."""
+        return self.store.job_keys()
+
     def meta_files(self) -> Iterator[str]:
-        """:meth:`iter_jobs` as plain strings (pathlib costs more than reading the file in init-db)."""
-        root = str(self.root)
-        for cluster in self.clusters():
-            for lvl1 in _subdirs(os.path.join(root, cluster)):
-                for lvl2 in _subdirs(lvl1):
-                    for start in _subdirs(lvl2):
-                        yield os.path.join(start, "meta.json")
+        """Locations of every ``meta.json`` (plain strings; for a file archive its paths)."""
+        prefix = self.store.prefix
+        return (f"{prefix}{k}/meta.json" for k in self.store.job_keys())
+
+    def read_location(self, location: str) -> bytes:
+        """The bytes at a location from :meth:`meta_files` (or ``location(key)``)."""
+        prefix = self.store.prefix
+        if not location.startswith(prefix):
+            raise ArchivePathError(f"{location}: not a location in this archive")
+        return self.store.read(location[len(prefix):])
 
     def meta_file(self, cluster: str, job_id: int, start_time: int) -> str:
-        """Where the meta.json of a job belongs, as a string (path components checked)."""
-        check_cluster_name(cluster)
-        _check_id("jobId", job_id)
-        _check_id("startTime", start_time)
-        return os.path.join(str(self.root), cluster, str(job_id // 1000), f"{job_id % 1000:03d}", str(start_time),
-                            "meta.json")
+        """Where the meta.json of a job belongs, as a location string (path components checked)."""
+        return f"{self.store.prefix}{self.job_key(cluster, job_id, start_time)}/meta.json"
 
     # -- writing ------------------------------------------------------------------------------
 
     def write(self, meta: dict[str, Any], data: dict[str, Any]) -> Path:
-        """Write one job (meta.json + data.json[.gz]) atomically, replacing an earlier copy; returns its directory."""
-        target = self.job_dir(meta.get("cluster"), meta.get("jobId"), meta.get("startTime"))
+        """Write one job (meta.json + data.json[.gz]) atomically, replacing an earlier copy; returns its location."""
+        key = self.job_key(meta.get("cluster"), meta.get("jobId"), meta.get("startTime"))
         raw = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
         if len(raw) > GZIP_THRESHOLD:
             name, blob = "data.json.gz", _gzip(raw)
         else:
             name, blob = "data.json", raw
-        parent = target.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        for stale in parent.glob(f".tmp-{target.name}-*"):  # left by a writer killed mid-way
-            shutil.rmtree(stale, ignore_errors=True)
-        for stale in parent.glob(f".old-{target.name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = parent / f".tmp-{target.name}-{uuid.uuid4().hex[:12]}"
-        tmp.mkdir()
-        try:
-            _write_file(tmp / "meta.json", orjson.dumps(meta))
-            _write_file(tmp / name, blob)
-            fsync_dir(tmp)
-            old = None
-            if target.exists():
-                old = parent / f".old-{target.name}-{uuid.uuid4().hex[:12]}"
-                os.rename(target, old)
-            os.rename(tmp, target)
-            fsync_dir(parent)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        self.store.put_job(key, {"meta.json": orjson.dumps(meta), name: blob})
         self._forget(meta["cluster"], meta["jobId"], meta["startTime"])
-        return target
+        return self.root / key if self.root is not None else Path(self.location(key))
+
+    def write_raw(self, job_key: str, files: dict[str, bytes]) -> None:
+        """Store a job's files unchanged (archive conversion and retention copies)."""
+        cluster, job_id, start = split_job_key(job_key)
+        self.store.put_job(self.job_key(cluster, job_id, start), files)
+        self._forget(cluster, job_id, start)
+
+    def read_raw(self, job_key: str) -> dict[str, bytes]:
+        """A job's files as stored: ``meta.json`` and ``data.json`` or ``data.json.gz``."""
+        files = {"meta.json": self.store.read(f"{job_key}/meta.json")}
+        for name in DATA_NAMES:
+            try:
+                files[name] = self.store.read(f"{job_key}/{name}")
+                break
+            except FileNotFoundError:
+                continue
+        return files
 
     def update_meta(self, cluster: str, job_id: int, start_time: int, **fields: Any) -> dict[str, Any]:
         """Change top-level fields of an archived meta.json (e.g. ``tags=[...]``); atomic replace.
@@ -246,45 +259,44 @@ class JobArchive:
         for key in ("cluster", "jobId", "startTime"):
             if key in fields:
                 raise ValueError(f"{key} of an archived job cannot change (it is part of its path)")
-        path = self.job_dir(cluster, job_id, start_time) / "meta.json"
+        key = f"{self.job_key(cluster, job_id, start_time)}/meta.json"
         with self._lock:  # one writer per process; the file is replaced atomically for everyone
-            meta = orjson.loads(path.read_bytes())
+            meta = orjson.loads(self.store.read(key))
             meta.update(fields)
-            replace_atomically(path, orjson.dumps(meta))
+            self.store.put(key, orjson.dumps(meta))
+        self._forget(cluster, job_id, start_time)  # a SQLite stamp has 1 s resolution
         return meta
 
     def delete(self, cluster: str, job_id: int, start_time: int) -> bool:
-        """Remove a job directory (used to undo an import whose database insert failed)."""
-        d = self.job_dir(cluster, job_id, start_time)
-        if not d.exists():
-            return False
-        gone = d.parent / f".del-{d.name}-{uuid.uuid4().hex[:12]}"
-        os.rename(d, gone)
-        shutil.rmtree(gone, ignore_errors=True)
+        """Remove a job (retention, ``archive remove``, undoing an import whose database insert failed)."""
+        gone = self.store.delete_job(self.job_key(cluster, job_id, start_time))
         self._forget(cluster, job_id, start_time)
-        return True
+        return gone
+
+    def close(self) -> None:
+        self.store.close()
 
     # -- reading ------------------------------------------------------------------------------
 
     def load_meta(self, cluster: str, job_id: int, start_time: int) -> dict[str, Any]:
         """The job's ``meta.json``; cached like :meth:`load_data` (job lists read 50 at a time)."""
         key = (cluster, job_id, start_time, "meta")
-        path = self.job_dir(cluster, job_id, start_time) / "meta.json"
-        st = os.stat(path)
-        stamp = (st.st_mtime_ns, st.st_size)
+        name = f"{self.job_key(cluster, job_id, start_time)}/meta.json"
+        stamp = self.store.stamp(name)
         hit = self._cached_doc(key, stamp)
         if hit is not None:
             return hit
-        raw = path.read_bytes()
+        where = self.location(name)
+        raw = self.store.read(name)
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
-            raise ArchiveError(f"{path}: invalid JSON: {e}") from None
+            raise ArchiveError(f"{where}: invalid JSON: {e}") from None
         if not isinstance(doc, dict):
-            raise ArchiveError(f"{path}: top level must be an object")
+            raise ArchiveError(f"{where}: top level must be an object")
         stats = doc.get("statistics")
         if stats is not None and (not isinstance(stats, dict) or not all(isinstance(v, dict) for v in stats.values())):
-            raise ArchiveError(f"{path}: statistics: must be an object of {{min, avg, max}} objects")
+            raise ArchiveError(f"{where}: statistics: must be an object of {{min, avg, max}} objects")
         self._remember(key, stamp, doc)
         return doc
 
@@ -296,25 +308,24 @@ class JobArchive:
     def load_data(self, cluster: str, job_id: int, start_time: int) -> dict[str, Any]:
         """The job's ``data.json`` (decompressed); cached, so treat the result as read-only."""
         key = (cluster, job_id, start_time, "data")
-        d = self.job_dir(cluster, job_id, start_time)
-        path, compressed = d / "data.json.gz", True
+        job_key = self.job_key(cluster, job_id, start_time)
+        name, compressed = f"{job_key}/data.json.gz", True
         try:
-            st = os.stat(path)
+            stamp = self.store.stamp(name)
         except FileNotFoundError:
-            path, compressed = d / "data.json", False
-            st = os.stat(path)
-        stamp = (st.st_mtime_ns, st.st_size)
+            name, compressed = f"{job_key}/data.json", False
+            stamp = self.store.stamp(name)
         hit = self._cached_doc(key, stamp)
         if hit is not None:
             return hit
-        with open(path, "rb") as f:
-            blob = f.read()
+        where = self.location(name)
+        blob = self.store.read(name)
         try:
             raw = gunzip(blob) if compressed else blob
             doc = orjson.loads(raw)
         except (zlib.error, orjson.JSONDecodeError) as e:
-            raise ArchiveError(f"{path}: unreadable: {e}") from None
-        check_job_data(doc, path)
+            raise ArchiveError(f"{where}: unreadable: {e}") from None
+        check_job_data(doc, where)
         self._remember(key, stamp, doc)
         return doc
 
@@ -403,10 +414,3 @@ def check_job_data(doc: Any, path: Path | str) -> None:
                 if host is not None and not isinstance(host, str):
                     raise ArchiveError(f"{where}.series[{i}].hostname: must be a string")
 
-
-def _subdirs(path: str) -> list[str]:
-    try:
-        with os.scandir(path) as it:
-            return [e.path for e in sorted(it, key=lambda e: e.name) if not e.name.startswith(".") and e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
-        return []

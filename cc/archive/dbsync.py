@@ -31,7 +31,7 @@ from cc import jobdata
 from cc.archive import _lenient
 from cc.archive._jobarchive import ArchivePathError, JobArchive, gunzip, job_meta
 from cc.archive._schema import SchemaError
-from cc.clusters import Cluster, load_cluster_file
+from cc.clusters import Cluster, load_cluster_file, parse_cluster
 from cc.config import ConfigError
 from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job, connect, job_from_json
 from cc.db import _jobs as jobs
@@ -135,17 +135,34 @@ def _check_location(job: Job, path: str, archive: JobArchive) -> None:
                            f"belong in {os.path.dirname(expected)}, not here")
 
 
-def load_archive_clusters(root: Path) -> tuple[dict[str, Cluster], list[str]]:
-    """Every readable ``<root>/<cluster>/cluster.json``, and an error message per unreadable one."""
+def load_archive_clusters(root: Path | JobArchive) -> tuple[dict[str, Cluster], list[str]]:
+    """Every readable ``<cluster>/cluster.json`` of an archive, and an error message per unreadable one."""
     clusters: dict[str, Cluster] = {}
     errors: list[str] = []
-    for name in JobArchive(root).clusters():
-        path = Path(root) / name / "cluster.json"
-        if not path.exists():
+    archive = root if isinstance(root, JobArchive) else JobArchive(root)
+    for name in archive.clusters():
+        if archive.root is not None:
+            path = archive.root / name / "cluster.json"
+            if not path.exists():
+                continue
+            try:
+                clusters[name] = load_cluster_file(path)
+            except (ConfigError, OSError) as e:
+                errors.append(str(e))
             continue
         try:
-            clusters[name] = load_cluster_file(path)
-        except (ConfigError, OSError) as e:
+            raw = archive.cluster_config(name)
+        except FileNotFoundError:
+            continue
+        where = archive.location(f"{name}/cluster.json")
+        try:
+            doc = orjson.loads(raw)
+            if not isinstance(doc, dict):
+                raise ConfigError(f"{where}: top level must be an object")
+            clusters[name] = parse_cluster(doc, where)
+        except orjson.JSONDecodeError as e:
+            errors.append(f"{where}: invalid JSON: {e}")
+        except ConfigError as e:
             errors.append(str(e))
     return clusters, errors
 
@@ -190,8 +207,11 @@ def init_db(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster], *,
             for t in ("jobtag", "tag", "job"):
                 conn.execute(f"DELETE FROM {t}")
             t = time.perf_counter()
-            _fill(conn, paths, archive, clusters, validate_schema, result, progress, on_error,
-                  workers if workers is not None else min(4, os.cpu_count() or 1))
+            if workers is None:
+                workers = min(4, os.cpu_count() or 1)
+            if not archive.store.forkable:  # a SQLite connection or an S3 client must not cross a fork
+                workers = 1
+            _fill(conn, paths, archive, clusters, validate_schema, result, progress, on_error, workers)
             result.phases["read+insert"] = time.perf_counter() - t
             t = time.perf_counter()
             for sql in indexes:
@@ -223,8 +243,7 @@ def _parse_one(path: str, archive: JobArchive, clusters: dict[str, Cluster],
                validate_schema: bool) -> tuple[tuple, list[tuple[str, str, str]], list] | str:
     """(row values without id, tags, tolerated deviations) of one meta.json, or the error message."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = archive.read_location(path)
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
@@ -236,6 +255,8 @@ def _parse_one(path: str, archive: JobArchive, clusters: dict[str, Cluster],
         return str(e)
     except OSError as e:
         return f"{path}: cannot read: {e.strerror or e}"
+    except sqlite3.Error as e:
+        return f"{path}: cannot read: {e}"
     return job.row_values(), [(t.type, t.name, t.scope or "global") for t in job.tags], devs
 
 

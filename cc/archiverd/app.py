@@ -33,9 +33,9 @@ from typing import Any
 import trio
 
 from cc import ipc, jobdata, proc
-from cc.archive import ArchiveError, JobArchive, job_meta
+from cc.archive import ArchiveError, JobArchive, job_meta, open_archive, retention
 from cc.clusters import Cluster, MetricCatalog, load_cluster_file
-from cc.config import ConfigError, ExternalStore, parse_duration
+from cc.config import Config, ConfigError, ExternalStore, parse_duration
 from cc.db import Database, Job
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
@@ -319,6 +319,21 @@ def build_tasks(archiver: Archiver, db: Database, settings: TaskSettings) -> Tas
     return runner
 
 
+def add_retention_task(runner: TaskRunner, cfg: Config, archive: JobArchive) -> None:
+    """archive.retention as a daily task (upstream's hours: 03:00 delete, 04:00 copy, 05:00 move)."""
+    settings = cfg.archive.retention
+
+    async def run_retention() -> str:
+        report = await trio.to_thread.run_sync(
+            lambda: retention.run(settings, archive, cfg.db_path, var_dir=cfg.var_dir))
+        log.info("%s", report.summary())
+        for msg in report.errors[:20]:
+            log.warning("archive retention: %s", msg)
+        return report.summary()
+
+    runner.add("archive-retention", 86400, run_retention, first_delay=retention.seconds_until_next_run(settings))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = proc.child_args("Archiver: moves finished jobs from shared memory into the job archive.").parse_args(argv)
     cfg, instance = proc.load(args)
@@ -327,13 +342,15 @@ def main(argv: list[str] | None = None) -> None:
     db = Database(cfg.db_path, readers=2)
     res = cfg.main.get("resampling") or {}
     arch = cfg.raw.get("archive") or {}
-    archiver = Archiver(db, store, JobArchive(cfg.archive_path), ClusterSet(cfg.archive_path, cfg.metrics),
+    archiver = Archiver(db, store, open_archive(cfg.archive), ClusterSet(cfg.archive_path, cfg.metrics),
                         minimum_points=int(res.get("minimum-points") or jobdata.DEFAULT_MINIMUM_POINTS),
                         retry_delay=parse_duration(arch.get("retry-delay", BASE_BACKOFF), what="archive.retry-delay"),
                         max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)), external=cfg.metric_store_external)
     runner = build_tasks(archiver, db, parse_tasks(cfg.raw, cfg.base_dir))
+    if cfg.archive.retention is not None:
+        add_retention_task(runner, cfg, archiver.archive)
     archiver.tasks = runner
-    logger.info("archiver started: archive %s, database %s", cfg.archive_path, cfg.db_path)
+    logger.info("archiver started: archive %s, database %s", archiver.archive.location(), cfg.db_path)
 
     async def run_app(nursery: trio.Nursery, shutdown: trio.Event) -> None:
         await nursery.start(ipc.serve, cfg.run_dir / "archiver.sock", archiver.handle)

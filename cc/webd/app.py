@@ -195,9 +195,9 @@ async def index_footprints(ctx: WebContext) -> None:
 
 def open_archive(cfg):
     """The job archive (finished jobs are served from it)."""
-    from cc.archive import JobArchive
+    from cc.archive import open_archive as open_store
 
-    return JobArchive(cfg.archive_path)
+    return open_store(cfg.archive)
 
 
 class _TLSConfig(HyperConfig):
