@@ -17,6 +17,7 @@ import trio
 from cc import ipc
 from cc.config import ConfigError, load_config
 from cc.shm import instance_id, list_segments, unlink_all
+from supervisor import _cmd_tagger
 
 EPILOG = """\
 commands:
@@ -37,6 +38,7 @@ commands:
   init-db               rebuild the job and tag tables from the job archive
   import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
   checkpoint-info FILE  what a WAL or snapshot file holds: time range, counts, checksum errors
+  apply-tags            tag every job: applications (job scripts) and job classes (archived statistics)
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -583,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
              "print what a WAL or snapshot file holds (format, time range, counts, checksum errors)")
     sp.add_argument("file", help="a .wal file or a snapshot-*.bin/.json file from metric-store.checkpoints.directory")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp = add("apply-tags", _cmd_tagger.cmd_apply_tags, "run the job taggers (applications from job scripts, job "
+                                                        "classes from archived statistics) over every job; idempotent")
+    _cmd_tagger.add_arguments(sp)
     return p
 
 
