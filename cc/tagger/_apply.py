@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from cc.archive import ArchiveError, JobArchive
 from cc.clusters import Cluster
 from cc.db import Job
@@ -51,7 +53,17 @@ def read_batch(conn: sqlite3.Connection, after: int, limit: int = BATCH) -> list
 def statistics_of(job: Job, archive: JobArchive) -> dict[str, Any] | None:
     if job.monitoring_status != MONITORING_ARCHIVING_SUCCESSFUL:
         return None
-    meta = archive.load_meta(job.cluster, job.job_id, job.start_time)
+    if type(archive) is JobArchive:  # the file archive: read past its cache (each file is read once here)
+        path = archive.meta_file(job.cluster, job.job_id, job.start_time)
+        with open(path, "rb") as f:
+            try:
+                meta = orjson.loads(f.read())
+            except orjson.JSONDecodeError as e:
+                raise ArchiveError(f"{path}: invalid JSON: {e}") from None
+    else:
+        meta = archive.load_meta(job.cluster, job.job_id, job.start_time)
+    if not isinstance(meta, dict):
+        raise ArchiveError(f"job {job.job_id}: meta.json: top level must be an object")
     stats = meta.get("statistics")
     return stats if isinstance(stats, dict) else None
 

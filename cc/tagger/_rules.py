@@ -123,7 +123,7 @@ def load_app(path: Path) -> AppRule:
     name = path.name[:-len(".txt")]
     if not TAG_NAME.match(name):
         raise ValueError(f"{path}: file name {name!r} is not a usable tag name (letters, digits, _ . + -)")
-    patterns = []
+    patterns: list[re.Pattern[str]] = []
     for no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -134,7 +134,11 @@ def load_app(path: Path) -> AppRule:
             raise ValueError(f"{path}: line {no}: invalid regular expression {text!r}: {e}") from None
     if not patterns:
         raise ValueError(f"{path}: no patterns (one regular expression per line)")
-    return AppRule(name, patterns, str(path))
+    try:  # one search per app instead of one per pattern
+        combined = re.compile("|".join(f"(?:{p.pattern})" for p in patterns), re.IGNORECASE | re.MULTILINE)
+    except re.error:  # e.g. a global flag like (?x) inside one pattern: keep them apart
+        return AppRule(name, patterns, str(path))
+    return AppRule(name, [combined], str(path))
 
 
 def load_parameters(site: Path | None, errors: list[str]) -> dict[str, Any]:

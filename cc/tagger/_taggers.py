@@ -105,9 +105,10 @@ class Taggers:
         """(tag, hint) of every job class that matches."""
         out = []
         base = job_env(job)
+        limits: dict[tuple[str, str], dict[str, float]] = {}
         for jc in self.refresh().classes:
             try:
-                hint = evaluate(jc, base, job, statistics, cluster)
+                hint = evaluate(jc, base, job, statistics, cluster, limits)
             except EvalError as e:
                 log.warning("job class %s (%s) on job %s: %s", jc.tag, jc.source, job.id, e)
                 continue
@@ -141,7 +142,7 @@ class Taggers:
 
 
 def evaluate(jc: JobClass, base: dict[str, Any], job: Job, statistics: dict[str, Any],
-             cluster: Cluster | None) -> str | None:
+             cluster: Cluster | None, limits: dict[tuple[str, str], dict[str, float]]) -> str | None:
     """The hint if the class matches the job, None if not (or a metric is missing)."""
     env: dict[str, Any] = dict(jc.params)
     env["job"] = base
@@ -149,8 +150,11 @@ def evaluate(jc: JobClass, base: dict[str, Any], job: Job, statistics: dict[str,
         st = statistics.get(m)
         if not isinstance(st, dict):
             return None
-        env[m] = {"avg": st.get("avg"), "min": st.get("min"), "max": st.get("max"),
-                  "limits": metric_limits(cluster, job.subcluster, m)}
+        key = (m, job.subcluster)
+        lim = limits.get(key)
+        if lim is None:
+            lim = limits[key] = metric_limits(cluster, job.subcluster, m)
+        env[m] = {"avg": st.get("avg"), "min": st.get("min"), "max": st.get("max"), "limits": lim}
     for req in jc.requirements:
         ok = req(env)
         if not isinstance(ok, bool):
