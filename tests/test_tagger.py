@@ -177,6 +177,17 @@ def test_expressions():
         compile_expr("a.c > 1")(env)
 
 
+def test_the_config_key_is_checked(tmp_path):
+    from cc import tagger
+    from cc.config import ConfigError
+
+    with pytest.raises(ConfigError, match="main.enable-job-taggers must be true or false"):
+        Installation(tmp_path / "bad", extra_config={"main": {"enable-job-taggers": "yes"}})
+    assert tagger.for_config(Installation(tmp_path / "off").cfg) is None
+    on = Installation(tmp_path / "on", extra_config={"main": {"enable-job-taggers": True}}).cfg
+    assert tagger.for_config(on).site_dir == on.var_dir / "tagger"
+
+
 # -- apply-tags over an archive built here -----------------------------------------------------
 
 def build(inst: Installation) -> dict[int, set[str]]:
@@ -327,3 +338,37 @@ def test_tagger_routes_and_roles(inst):
     assert last["jobs"] >= 1 and last["errors"] == []
     assert job_tags_of(inst, untagged) == {"app:vasp"}
     c.close()
+
+
+def test_settings_card_runs_a_tagger_and_the_job_view_shows_hints(inst, tmp_path):
+    from tests.ui_helpers import Browser, browser_available, login
+
+    missing = browser_available()
+    if missing:
+        pytest.skip(missing)
+    conn = connect(inst.cfg.db_path)
+    try:  # a job with a hint of its own (the archiver's is tested above)
+        hinted = transaction(conn, jobs.insert_job, job(901, meta_data={"message": "Low CPU load: 12.5 of 64"},
+                                                        monitoring_status=1, state="running"))
+    finally:
+        conn.close()
+    b = Browser(tmp_path)
+    try:
+        login(b, inst.web, "boss", "pw-boss", "/config")
+        b.get(inst.web + "/config")
+        b.wait("return document.querySelector('[data-run-tagger=\"JobClassTagger\"]') !== null", what="taggers card")
+        assert "JobClassTagger" in b.text("[data-taggers-card]")
+        b.click("[data-run-tagger=\"JobClassTagger\"]")
+        b.wait("return document.querySelector('[data-admin-status=\"taggers\"]').dataset.result === 'ok'",
+               what="run answer")
+        assert b.text("[data-admin-status=\"taggers\"]") == "Tagger JobClassTagger started"
+        b.wait("return document.querySelector('[data-tagger=\"JobClassTagger\"] [data-tagger-state=\"idle\"]') "
+               "!== null && !document.querySelector('[data-tagger=\"JobClassTagger\"]').textContent"
+               ".includes('never run')", timeout=90, what="run finished")
+        b.get(inst.web + f"/monitoring/job/{hinted}")
+        b.wait("return document.querySelector('[data-job-hints]') !== null", timeout=60, what="hints")
+        assert b.text("[data-job-hints]") == "Low CPU load: 12.5 of 64"
+        errors = b.console_errors()
+        assert not errors, errors
+    finally:
+        b.quit()

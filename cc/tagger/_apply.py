@@ -20,7 +20,7 @@ from cc.archive import ArchiveError, JobArchive
 from cc.clusters import Cluster
 from cc.db import Job
 from cc.db._model import MONITORING_ARCHIVING_SUCCESSFUL, SELECT_JOB
-from cc.tagger._taggers import CLASS_TAG_TYPE, Taggers
+from cc.tagger._taggers import Taggers
 
 BATCH = 1000
 KINDS = ("AppTagger", "JobClassTagger")  # upstream's tagger names
@@ -133,7 +133,3 @@ def apply_all(conn: sqlite3.Connection, taggers: Taggers, archive: JobArchive, c
     res.seconds = time.perf_counter() - started
     return res
 
-
-def class_tag_count(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM jobtag JOIN tag ON tag.id = jobtag.tag_id WHERE tag.tag_type = ?",
-                            (CLASS_TAG_TYPE,)).fetchone()[0])
