@@ -195,8 +195,9 @@ class Archiver:
         try:
             found = await self.db.write(self.taggers.tag_stop, job, meta.get("statistics"),
                                         self.clusters.clusters.get(job.cluster))
-        except (sqlite3.Error, ValueError) as e:
-            log.error("job %d (jobId %d): job classification failed: %s", job.id, job.job_id, e)
+        except Exception as e:  # the job is archived; a tagger problem must not stop the loop
+            log.error("job %d (jobId %d): job classification failed: %s", job.id, job.job_id, e,
+                      exc_info=not isinstance(e, (sqlite3.Error, ValueError)))
             return
         if found:
             log.info("job %d (jobId %d): job classes %s", job.id, job.job_id, ", ".join(found))

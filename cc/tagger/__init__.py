@@ -7,17 +7,20 @@ and ``var/tagger/jobclasses/*.json`` (see :mod:`cc.tagger._rules`); matching sem
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from cc.config import Config, ConfigError
+from cc.db import Job
 from cc.tagger._apply import KINDS, ApplyResult, apply_all, apply_batch, plan_batch, read_batch
 from cc.tagger._rules import SHIPPED, RuleSet, load_rules
 from cc.tagger._taggers import APP_TAG_TYPE, CLASS_TAG_TYPE, MESSAGE_KEY, Taggers, strip_comments
 
 __all__ = ["APP_TAG_TYPE", "CLASS_TAG_TYPE", "KINDS", "MESSAGE_KEY", "SHIPPED", "ApplyResult", "RuleSet", "Taggers",
            "apply_all", "apply_batch", "enabled", "for_config", "load_rules", "plan_batch", "read_batch",
-           "site_dir", "strip_comments"]
+           "site_dir", "strip_comments", "tag_start_safely"]
 
 _cache: dict[Path, Taggers] = {}
 
@@ -44,3 +47,18 @@ def for_config(cfg: Config) -> Taggers | None:
     if t is None:
         t = _cache[d] = Taggers(d)
     return t
+
+
+def tag_start_safely(conn: sqlite3.Connection, taggers: Taggers, job: Job) -> list[str]:
+    """App tags inside the start transaction; a tagger failure is logged and never refuses the job."""
+    conn.execute("SAVEPOINT app_tagger")
+    try:
+        names = taggers.tag_start(conn, job)
+    except Exception as e:  # noqa: BLE001 - a broken rule must not lose a job start
+        conn.execute("ROLLBACK TO app_tagger")
+        conn.execute("RELEASE app_tagger")
+        logging.getLogger("tagger").error("job %s (jobId %d): app tagger failed: %s", job.id, job.job_id, e,
+                                          exc_info=True)
+        return []
+    conn.execute("RELEASE app_tagger")
+    return names

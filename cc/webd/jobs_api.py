@@ -91,7 +91,7 @@ async def start_job() -> Response:
         for t in job.tags:
             tags.add_tag(conn, viewer, job.id, t.type, t.name, t.scope or "global")
         if taggers is not None:  # main.enable-job-taggers: application tags from the job script
-            taggers.tag_start(conn, job)
+            tagger.tag_start_safely(conn, taggers, job)
         return job.id, None
 
     try:
