@@ -527,6 +527,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     allowed = main.get("api-allowed-ips", ["*"])
     if not isinstance(allowed, list) or not all(isinstance(x, str) for x in allowed):
         raise ConfigError("main.api-allowed-ips must be a list of strings")
+    if not isinstance(main.get("enable-job-taggers", False), bool):
+        raise ConfigError(f"main.enable-job-taggers must be true or false, not {main['enable-job-taggers']!r}")
     session_age = main.get("session-max-age", auth.get("session-max-age", "168h"))
     security = _security(main, _section(raw, "metric-store"), base)
     adapter = _section(raw, "slurm-adapter")

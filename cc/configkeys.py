@@ -35,7 +35,7 @@ main.disable-authentication             ok
 main.embed-static-files                 warn   has no effect: the UI is always served from the installation's frontend/
 main.static-files                       warn   has no effect: the UI is always served from the installation's frontend/
 main.db                                 ok
-main.enable-job-taggers                 warn   job taggers are not implemented yet: jobs get no automatic tags
+main.enable-job-taggers                 ok     app tags on job start, job classes on job stop (rules: cc/tagger/rules, var/tagger)
 main.validate                           ok
 main.session-max-age                    ok
 main.https-cert-file                    ok

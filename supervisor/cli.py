@@ -17,6 +17,7 @@ import trio
 from cc import ipc
 from cc.config import ConfigError, load_config
 from cc.shm import instance_id, list_segments, unlink_all
+from supervisor import _cmd_tagger
 
 EPILOG = """\
 commands:
@@ -43,6 +44,7 @@ commands:
   cleanup-checkpoints   remove metric-store checkpoint/WAL files not needed any more (--dry-run lists them)
   archive ACTION        job archive: validate, convert --to file|sqlite|s3, remove --before DATE, info,
                         retention [--dry-run]
+  apply-tags            tag every job: applications (job scripts) and job classes (archived statistics)
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -615,6 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_archive(sub, lambda sp: sp.add_argument("-config", "--config", default=argparse.SUPPRESS,
                                                      help="path of config.json"))
+    sp = add("apply-tags", _cmd_tagger.cmd_apply_tags, "run the job taggers (applications from job scripts, job "
+                                                        "classes from archived statistics) over every job; idempotent")
+    _cmd_tagger.add_arguments(sp)
     return p
 
 

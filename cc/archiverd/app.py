@@ -32,7 +32,7 @@ from typing import Any
 
 import trio
 
-from cc import ipc, jobdata, proc
+from cc import ipc, jobdata, proc, tagger
 from cc.archive import ArchiveError, JobArchive, job_meta, open_archive, retention
 from cc.clusters import Cluster, MetricCatalog, load_cluster_file
 from cc.config import Config, ConfigError, ExternalStore, parse_duration
@@ -120,8 +120,10 @@ class ClusterSet:
 class Archiver:
     def __init__(self, db: Database, store: Store, archive: JobArchive, clusters: ClusterSet, *,
                  minimum_points: int = jobdata.DEFAULT_MINIMUM_POINTS, retry_delay: float = BASE_BACKOFF,
-                 max_attempts: int = MAX_ATTEMPTS, external: list[ExternalStore] | None = None):
+                 max_attempts: int = MAX_ATTEMPTS, external: list[ExternalStore] | None = None,
+                 taggers: tagger.Taggers | None = None):
         self.db = db
+        self.taggers = taggers  # main.enable-job-taggers: job classes once the statistics exist
         self.store = store
         # where each job's metrics are read: the built-in store, or its metric-store-external entry
         self.sources = MetricSources(BuiltinSource(store, lambda: clusters.catalog), external or ())
@@ -189,9 +191,23 @@ class Archiver:
         finally:
             self.busy = None
         self.archived += 1
+        if self.taggers is not None:
+            await self._classify(job, meta)
         log.info("archived job %d (jobId %d, %s, %d nodes) in %.2fs", job.id, job.job_id, job.cluster, job.num_nodes,
                  time.monotonic() - started)
         return True
+
+    async def _classify(self, job: Job, meta: dict[str, Any]) -> None:
+        """Job-class tags and hints; a failure is logged, the job stays archived."""
+        try:
+            found = await self.db.write(self.taggers.tag_stop, job, meta.get("statistics"),
+                                        self.clusters.clusters.get(job.cluster))
+        except Exception as e:  # the job is archived; a tagger problem must not stop the loop
+            log.error("job %d (jobId %d): job classification failed: %s", job.id, job.job_id, e,
+                      exc_info=not isinstance(e, (sqlite3.Error, ValueError)))
+            return
+        if found:
+            log.info("job %d (jobId %d): job classes %s", job.id, job.job_id, ", ".join(found))
 
     async def _failed(self, job: Job, exc: Exception) -> None:
         expected = isinstance(exc, (LookupError, ValueError, OSError, ArchiveError, MetricSourceError))
@@ -345,7 +361,8 @@ def main(argv: list[str] | None = None) -> None:
     archiver = Archiver(db, store, open_archive(cfg.archive), ClusterSet(cfg.archive_path, cfg.metrics),
                         minimum_points=int(res.get("minimum-points") or jobdata.DEFAULT_MINIMUM_POINTS),
                         retry_delay=parse_duration(arch.get("retry-delay", BASE_BACKOFF), what="archive.retry-delay"),
-                        max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)), external=cfg.metric_store_external)
+                        max_attempts=int(arch.get("max-attempts", MAX_ATTEMPTS)), external=cfg.metric_store_external,
+                        taggers=tagger.for_config(cfg))
     runner = build_tasks(archiver, db, parse_tasks(cfg.raw, cfg.base_dir))
     if cfg.archive.retention is not None:
         add_retention_task(runner, cfg, archiver.archive)

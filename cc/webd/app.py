@@ -39,6 +39,7 @@ from cc.webd import (
     pages,
     session_api,
     sessions,
+    tagger_api,
 )
 from cc.webd import graphql as graphql_api
 from cc.webd.auth import LoginLimiter, request_is_secure
@@ -63,6 +64,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.register_blueprint(jobs_api.bp)
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(config_api.bp)  # settings page administration (session cookie)
+    app.register_blueprint(tagger_api.bp)  # /config/taggers/: list and run the job taggers (admins)
     app.register_blueprint(login.bp)
     app.register_blueprint(graphql_api.bp)
     app.register_blueprint(pages.bp)  # web UI pages and static files

@@ -17,6 +17,7 @@ import trio
 from quart import Blueprint, Response, current_app, g
 from werkzeug.routing import BaseConverter
 
+from cc import tagger
 from cc.db import JOB_STATES, FilterError, Job, TagPermissionError
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
@@ -80,6 +81,7 @@ async def start_job() -> Response:
     except PayloadError as e:
         raise APIError(400, str(e)) from None
     viewer = g.viewer
+    taggers = tagger.for_config(ctx.cfg)
 
     def start(conn):
         dup = jobs.recent_duplicate(conn, job)
@@ -88,6 +90,8 @@ async def start_job() -> Response:
         jobs.insert_job(conn, job)
         for t in job.tags:
             tags.add_tag(conn, viewer, job.id, t.type, t.name, t.scope or "global")
+        if taggers is not None:  # main.enable-job-taggers: application tags from the job script
+            tagger.tag_start_safely(conn, taggers, job)
         return job.id, None
 
     try:

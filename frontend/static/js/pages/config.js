@@ -2,6 +2,7 @@
 
 import {COLOR_SCHEMES, loadSettings} from "../settings.js";
 import {$, dialog, errorBox, fill, h, pageData} from "../util.js";
+import {taggerCard} from "../taggercard.js";
 
 const ROLES = ["user", "manager", "support", "admin", "api"];
 
@@ -163,7 +164,7 @@ function adminCards(page) {
       h("h2", {class: "card-title"}, "Users"),
       h("label", {class: "check"}, allUsers, " Include users whose only role is 'user'"), listStatus, listEl),
     h("section", {class: "card settings-card"}, h("h2", {class: "card-title"}, "Create user"), createForm),
-    editCard("role"), editCard("project"), noticeCard,
+    editCard("role"), editCard("project"), noticeCard, taggerCard(),
   ];
 }
 

@@ -128,7 +128,9 @@ class JobView {
       h("h2", {class: "card-title"}, "Job ", String(job.jobId)), info,
       h("div", {class: "job-tags", dataset: {jobTags: job.id}}, this.tagsEl,
         h("button", {type: "button", class: "btn btn-small", dataset: {manageTags: ""}, onclick: () => this.manageTags()},
-          "Manage tags")));
+          "Manage tags")),
+      job.metaData?.message ? h("div", {class: "job-hints notice", dataset: {jobHints: ""}},  // job-class hints (tagger)
+        job.metaData.message.split("\n").map((line) => h("p", {}, line))) : null);
     const conc = job.concurrentJobs;
     const tabsTop = [{key: "info", title: "Job info", content: infoCard}];
     if (conc && conc.count) {
