@@ -37,7 +37,7 @@ import trio
 
 from cc.config import Config, NatsSubscription
 from cc.nats import Msg, NatsClient, NatsError, StateReporter
-from cc.shm import COUNTER_INDEX
+from cc.shm import COUNTER_INDEX, HIST_INDEX
 from cc.wal import WalError
 
 if TYPE_CHECKING:
@@ -197,8 +197,11 @@ class NatsIngest:
         app = self.app
         c = app.counters
         c[COUNTER_INDEX["nats_messages"]] += len(msgs)
-        c[COUNTER_INDEX["bytes_received"]] += sum(len(m.data) for m in msgs)
+        nbytes = sum(len(m.data) for m in msgs)
+        c[COUNTER_INDEX["bytes_received"]] += nbytes
+        t0 = time.perf_counter()
         out = await trio.to_thread.run_sync(self._write, sub, msgs, limiter=app.limiter)
+        app.store.observe(app.slot, HIST_INDEX["ingest_nats"], time.perf_counter() - t0, nbytes)
         if out.bad_messages:
             self._complain(sub, msgs, out)
         return out
