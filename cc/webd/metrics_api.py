@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 import trio
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from quart import Blueprint, Response, current_app, g, request
 
 from cc import ipc, promexport
@@ -26,6 +26,7 @@ API_OF_BLUEPRINT = {"graphql": "graphql", "metricstore_api": "metricstore", "job
                     "admin_api": "rest", "session_api": "rest", "config_api": "rest", "metrics_api": "metrics"}
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+disable_created_metrics()  # no *_created series: Prometheus 2.x does not use them in the text format
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUEST_SECONDS = Histogram("cc_web_request_duration_seconds", "Time from request to answer by API and endpoint",
                             ["api", "endpoint"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
