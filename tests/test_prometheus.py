@@ -19,13 +19,14 @@ import httpx
 import orjson
 import pytest
 
+from cc import promexport
 from cc.config import ConfigError, load_config
 from cc.proc import stop_subprocess
-from cc.shm import COUNTER_INDEX, INGEST_SLOT_BASE, Store
+from cc.shm import COUNTER_INDEX, HIST_INDEX, INGEST_SLOT_BASE, Store
 from tests.helpers import ROOT, env_without_proxy, free_port, running
 
-pytestmark = pytest.mark.skipif(shutil.which("promtool") is None or shutil.which("prometheus") is None,
-                                reason="Debian package prometheus (make system-deps) is not installed")
+needs_prometheus = pytest.mark.skipif(shutil.which("promtool") is None or shutil.which("prometheus") is None,
+                                      reason="Debian package prometheus (make system-deps) is not installed")
 
 MONITORING = ROOT / "contrib" / "monitoring"
 TIMEOUT = 90  # generous: the machine is shared
@@ -87,6 +88,7 @@ def spread_writes(inst, per_thread: int = 10, threads: int = 4, lines: int = 50)
     return sum(written)
 
 
+@needs_prometheus
 def test_alert_rules_and_dashboard_pass_promtool(tmp_path):
     r = promtool("check", "rules", str(MONITORING / "alerts.yml"))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -103,6 +105,27 @@ def test_alert_rules_and_dashboard_pass_promtool(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_histograms_and_counters_sum_over_process_slots(make_store):
+    store = make_store()
+    h = HIST_INDEX["ingest_http"]
+    store.observe(INGEST_SLOT_BASE, h, 0.0004, 100)  # first bucket (le 0.0005)
+    store.observe(INGEST_SLOT_BASE + 1, h, 0.003, 50)  # le 0.005
+    store.observe(INGEST_SLOT_BASE + 1, h, 7200.0)  # past every bound: +Inf only
+    store.counters[INGEST_SLOT_BASE, COUNTER_INDEX["points_written"]] += 5
+    store.counters[INGEST_SLOT_BASE + 1, COUNTER_INDEX["points_written"]] += 7
+    tot = store.histogram_totals()["ingest_http"]
+    buckets = dict(tot["buckets"])
+    assert (buckets[0.0005], buckets[0.0025], buckets[0.005], buckets[1800.0]) == (1, 1, 2, 2)
+    assert tot["count"] == 3 and tot["bytes"] == 150
+    assert tot["sum"] == pytest.approx(7200.0034, abs=1e-5)
+    text = promexport.render(promexport.store_families(store)).decode()
+    assert sample(text, "cc_ingest_points_accepted_total") == 12
+    assert sample(text, "cc_ingest_request_duration_seconds_bucket", endpoint="write", le="0.005") == 2
+    assert sample(text, "cc_ingest_request_duration_seconds_bucket", endpoint="write", le="+Inf") == 3
+    assert sample(text, "cc_ingest_bytes_total", endpoint="write") == 150
+    assert sample(text, "cc_store_pool_free_slots", frequency="60") == store.pools[0].layout.rows_cap
+
+
 def test_metrics_allowed_ips_is_validated(tmp_path):
     for bad in ("127.0.0.1", ["not an address"], [7]):
         (tmp_path / "config.json").write_bytes(orjson.dumps({"main": {"metrics-allowed-ips": bad}}))
@@ -112,6 +135,7 @@ def test_metrics_allowed_ips_is_validated(tmp_path):
     assert load_config(tmp_path / "config.json").metrics_allowed_ips == ["10.0.0.0/8", "::1"]
 
 
+@needs_prometheus
 @pytest.mark.slow
 def test_two_workers_counters_access_and_promtool(tmp_path):
     extra = {"main": {"metrics-allowed-ips": ["10.9.9.9"]}}  # not us: tokens are still needed
@@ -193,6 +217,7 @@ def prometheus_query(base: str, q: str) -> list[dict]:
     return r.json()["data"]["result"]
 
 
+@needs_prometheus
 @pytest.mark.slow
 def test_a_real_prometheus_scrapes_the_installation(tmp_path):
     extra = {"main": {"metrics-allowed-ips": ["127.0.0.1/32", "::1"]}}  # Prometheus scrapes without a token

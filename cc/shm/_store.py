@@ -627,14 +627,17 @@ class Store(RegistryMixin):
             h[L.HIST_BYTES] += nbytes
 
     def histogram_totals(self) -> dict[str, dict[str, object]]:
-        """Every histogram summed over the process slots: cumulative bucket counts (as Prometheus wants)."""
+        """Every histogram summed over the process slots: cumulative bucket counts (as Prometheus wants).
+
+        The count is the bucket total, so a scrape during an observation still sees buckets that add up.
+        """
         tot = self.hists.sum(axis=0)
         out: dict[str, dict[str, object]] = {}
         for i, name in enumerate(L.HISTOGRAMS):
             row = tot[i]
             cum = np.cumsum(row[:L.HIST_BUCKETS])
             out[name] = {"buckets": [(b, int(c)) for b, c in zip(L.HIST_BOUNDS, cum[:-1].tolist(), strict=True)],
-                         "count": int(row[L.HIST_COUNT]), "sum": int(row[L.HIST_SUM_US]) / 1e6,
+                         "count": int(cum[-1]), "sum": int(row[L.HIST_SUM_US]) / 1e6,
                          "bytes": int(row[L.HIST_BYTES])}
         return out
 
