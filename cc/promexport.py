@@ -18,7 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from cc.jwtauth import AuthError, TokenVerifier, token_from_headers
 from cc.netacl import IPAllowList, parse_address, parse_networks
-from cc.shm import Store
+from cc.shm import INGEST_SLOT_BASE, Store
+from cc.shm._layout import PR_NATS_LAG_MS, PR_NATS_PENDING, PR_NATS_SEQ, PR_PID
 
 __all__ = ["CONTENT_TYPE", "ScrapeAccess", "archiver_families", "process_families", "render",
            "store_families"]
@@ -167,7 +168,22 @@ def store_families(store: Store) -> list[Metric]:
         for p in slots:
             fam.add_metric([str(p["frequency"])], p[key])
         out.append(fam)
+    out += _jetstream_families(store)
     return out
+
+
+def _jetstream_families(store: Store) -> list[Metric]:
+    """The JetStream consumer (all workers share it) as of the newest message (highest stream sequence)
+    any running worker wrote: batches of several workers finish in any order."""
+    rows = [store.procs[s] for s in range(INGEST_SLOT_BASE, len(store.procs))
+            if int(store.procs[s, PR_PID]) and int(store.procs[s, PR_NATS_SEQ])]
+    if not rows:
+        return []
+    newest = max(rows, key=lambda r: int(r[PR_NATS_SEQ]))
+    return [_gauge("cc_nats_pending_messages", "JetStream messages not yet delivered, as of the newest message written",
+                   int(newest[PR_NATS_PENDING])),
+            _gauge("cc_nats_lag_seconds", "Age of the newest JetStream message when its batch was written",
+                   int(newest[PR_NATS_LAG_MS]) / 1000)]
 
 
 def process_families(status: dict[str, Any] | None) -> list[Metric]:

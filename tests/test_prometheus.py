@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import trio
 
 from cc import promexport
 from cc.config import ConfigError, load_config
@@ -273,6 +274,40 @@ def test_a_real_prometheus_scrapes_the_installation(tmp_path):
                                                                       "CcMemoryCapNear", "CcArchiveBacklog"}
         finally:
             stop_subprocess(prom, 30)
+
+
+@needs_prometheus
+@pytest.mark.slow
+async def test_jetstream_backlog_lag_and_nats_state(tmp_path):
+    from tests.nats_server import NatsServer
+    from tests.test_nats_ingest import nats_config, now10, publish
+
+    with NatsServer(tmp_path / "nats", jetstream=True) as srv, \
+            running(tmp_path / "inst", extra_config=nats_config(srv.url, [
+                {"subscribe-to": "js.c1", "cluster-tag": "c1", "stream": "CCP"}])) as inst:
+        t = now10() - 600
+        await publish(srv.url, "js.c1", [f"cpu_load,hostname=j{k} value={k} {t}".encode() for k in range(30)],
+                      jetstream=True)
+        auth = {"Authorization": f"Bearer {inst.token()}"}
+        deadline = time.time() + TIMEOUT
+        while time.time() < deadline:
+            text = httpx.get(inst.ingest + "/metrics", headers=auth, timeout=30).text
+            if sample(text, "cc_ingest_points_accepted_total") == 30:
+                break
+            await trio.sleep(0.2)
+        else:
+            pytest.fail("the JetStream messages were never counted:\n" + text[:3000])
+        check_metrics(text)
+        assert sample(text, "cc_nats_messages_total") == 30
+        assert sample(text, "cc_ingest_requests_total", endpoint="nats") >= 1
+        assert sample(text, "cc_nats_pending_messages") == 0  # the newest batch took the last message
+        assert 0 <= sample(text, "cc_nats_lag_seconds") < TIMEOUT
+        web = httpx.get(inst.web + "/metrics", headers=auth, timeout=30).text
+        deadline = time.time() + TIMEOUT
+        while sample(web, "cc_nats_connected", process="ingest-0") != 1 and time.time() < deadline:
+            await trio.sleep(0.2)
+            web = httpx.get(inst.web + "/metrics", headers=auth, timeout=30).text
+        assert sample(web, "cc_nats_connected", process="ingest-1") == 1
 
 
 def test_shipped_files_are_where_the_readme_says():

@@ -25,7 +25,7 @@ from cc.ingestd._pipeline import Ingestor
 from cc.jwtauth import AuthError, TokenVerifier, load_public_key, token_from_headers
 from cc.netacl import IPAllowList
 from cc.shm import COUNTER_INDEX, HIST_INDEX, INGEST_SLOT_BASE, Store
-from cc.shm._layout import PR_ACTIVE, PR_PID, PR_REQUESTS, PR_STARTED
+from cc.shm._layout import PR_ACTIVE, PR_NATS_SEQ, PR_PID, PR_REQUESTS, PR_STARTED
 from cc.tls import TLSError, read_pair, server_context
 from cc.wal import WalError, WalSyncer, WalWriter, wal_dir
 
@@ -162,6 +162,7 @@ class IngestApp:
         self.procs[self.slot, PR_PID] = os.getpid()
         self.procs[self.slot, PR_STARTED] = int(time.time())
         self.procs[self.slot, PR_ACTIVE] = 0
+        self.procs[self.slot, PR_NATS_SEQ] = 0  # no JetStream batch yet (see cc/ingestd/_nats.py)
         sock = socket.socket(fileno=listen_fd)
         sock.setblocking(False)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))

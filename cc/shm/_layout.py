@@ -49,6 +49,10 @@ COUNTERS_PER_SLOT = 32
 H_PROCS = H_COUNTERS + COUNTER_SLOTS * COUNTERS_PER_SLOT
 PROC_WORDS = 8
 PR_PID, PR_ACTIVE, PR_STARTED, PR_REQUESTS = range(4)
+# JetStream consumer of an ingest worker, as of its newest batch: messages still pending in the stream,
+# the age in ms of the newest message taken when written, and its stream sequence (0 = no JetStream
+# batch since the worker started).
+PR_NATS_PENDING, PR_NATS_LAG_MS, PR_NATS_SEQ = 4, 5, 6
 # Latency histograms (``/metrics``), one block of MAX_HISTOGRAMS per process slot, owned like the
 # counters: each process adds to its own slot, readers sum.  A histogram is HIST_WORDS int64 words:
 # one count per bucket (not cumulative; the last is +Inf), the observation count, the sum in
