@@ -174,16 +174,17 @@ def store_families(store: Store) -> list[Metric]:
 
 def _jetstream_families(store: Store) -> list[Metric]:
     """The JetStream consumer (all workers share it) as of the newest message (highest stream sequence)
-    any running worker wrote: batches of several workers finish in any order."""
+    any running worker wrote: batches of several workers finish in any order.  No samples without JetStream."""
+    pending = GaugeMetricFamily("cc_nats_pending_messages",
+                                "JetStream messages not yet delivered, as of the newest message written")
+    lag = GaugeMetricFamily("cc_nats_lag_seconds", "Age of the newest JetStream message when its batch was written")
     rows = [store.procs[s] for s in range(INGEST_SLOT_BASE, len(store.procs))
             if int(store.procs[s, PR_PID]) and int(store.procs[s, PR_NATS_SEQ])]
-    if not rows:
-        return []
-    newest = max(rows, key=lambda r: int(r[PR_NATS_SEQ]))
-    return [_gauge("cc_nats_pending_messages", "JetStream messages not yet delivered, as of the newest message written",
-                   int(newest[PR_NATS_PENDING])),
-            _gauge("cc_nats_lag_seconds", "Age of the newest JetStream message when its batch was written",
-                   int(newest[PR_NATS_LAG_MS]) / 1000)]
+    if rows:
+        newest = max(rows, key=lambda r: int(r[PR_NATS_SEQ]))
+        pending.add_metric([], int(newest[PR_NATS_PENDING]))
+        lag.add_metric([], int(newest[PR_NATS_LAG_MS]) / 1000)
+    return [pending, lag]
 
 
 def process_families(status: dict[str, Any] | None) -> list[Metric]:
