@@ -260,6 +260,7 @@ class Config:
     api_subjects: ApiSubjects | None = None
     warnings: list[str] = field(default_factory=list)  # keys that do nothing here (cc.configkeys)
     trusted_proxies: list[str] = field(default_factory=list)  # main.trusted-proxies (ours)
+    metrics_allowed_ips: list[str] = field(default_factory=list)  # main.metrics-allowed-ips (ours): /metrics without JWT
     tls_cert: Path | None = None   # main.https-cert-file
     tls_key: Path | None = None    # main.https-key-file
     ingest_tls: bool = False       # metric-store.ingest-tls (ours): the ingest listener serves HTTPS too
@@ -461,6 +462,14 @@ def _security(main: dict[str, Any], ms: dict[str, Any], base: Path) -> dict[str,
     except ValueError as e:
         raise ConfigError(str(e)) from None
     out["trusted_proxies"] = proxies
+    scrapers = main.get("metrics-allowed-ips", [])
+    if not isinstance(scrapers, list):
+        raise ConfigError("main.metrics-allowed-ips must be a list of addresses or CIDR networks (or '*')")
+    try:
+        parse_networks([e for e in scrapers if e != "*"], "main.metrics-allowed-ips")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    out["metrics_allowed_ips"] = scrapers
     user, group = main.get("user") or None, main.get("group") or None
     if user is not None:
         if not isinstance(user, str):

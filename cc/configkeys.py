@@ -24,6 +24,7 @@ _TABLE = """
 main                                    ok
 main.addr                               ok
 main.api-allowed-ips                    ok
+main.metrics-allowed-ips                ok
 main.api-subjects                       ok
 main.api-subjects.subject-job-event     ok
 main.api-subjects.subject-node-state    ok

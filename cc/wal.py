@@ -235,11 +235,13 @@ class WalWriter:
         with self._fd_lock:
             fd = os.dup(self.fd) if self.fd >= 0 else -1
         if fd >= 0:
+            t0 = time.perf_counter()
             try:
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
             self._counters[L.COUNTER_INDEX["wal_fsyncs"]] += 1
+            self.store.observe(self.slot, L.HIST_INDEX["wal_fsync"], time.perf_counter() - t0)
         self.synced = max(self.synced, target)
 
 

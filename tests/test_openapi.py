@@ -8,15 +8,15 @@ from pathlib import Path
 import yaml
 from quart_trio import QuartTrio
 
-from cc.webd import admin_api, jobs_api, login, metricstore_api, pages, session_api
+from cc.webd import admin_api, jobs_api, login, metrics_api, metricstore_api, pages, session_api
 
 SPEC = Path(__file__).resolve().parents[1] / "schemas" / "openapi.yaml"
-SESSION_PATHS = ("/login", "/logout", "/jwt-login", "/oidc-login", "/oidc-callback")
+SESSION_PATHS = ("/login", "/logout", "/jwt-login", "/oidc-login", "/oidc-callback", "/metrics")
 
 
 def served() -> set[tuple[str, str]]:
     app = QuartTrio("openapi-check")
-    for bp in (jobs_api.bp, admin_api.bp, metricstore_api.bp, login.bp, pages.bp, session_api.bp):
+    for bp in (jobs_api.bp, admin_api.bp, metricstore_api.bp, login.bp, pages.bp, session_api.bp, metrics_api.bp):
         app.register_blueprint(bp)
     out = set()
     for rule in app.url_map.iter_rules():

@@ -37,7 +37,8 @@ import trio
 
 from cc.config import Config, NatsSubscription
 from cc.nats import Msg, NatsClient, NatsError, StateReporter
-from cc.shm import COUNTER_INDEX
+from cc.shm import COUNTER_INDEX, HIST_INDEX
+from cc.shm._layout import PR_NATS_LAG_MS, PR_NATS_PENDING, PR_NATS_SEQ
 from cc.wal import WalError
 
 if TYPE_CHECKING:
@@ -197,8 +198,18 @@ class NatsIngest:
         app = self.app
         c = app.counters
         c[COUNTER_INDEX["nats_messages"]] += len(msgs)
-        c[COUNTER_INDEX["bytes_received"]] += sum(len(m.data) for m in msgs)
+        nbytes = sum(len(m.data) for m in msgs)
+        c[COUNTER_INDEX["bytes_received"]] += nbytes
+        t0 = time.perf_counter()
         out = await trio.to_thread.run_sync(self._write, sub, msgs, limiter=app.limiter)
+        app.store.observe(app.slot, HIST_INDEX["ingest_nats"], time.perf_counter() - t0, nbytes)
+        meta = getattr(msgs[-1].raw, "metadata", None)  # JetStream: the consumer's backlog and lag
+        if meta is not None:
+            procs = app.store.procs
+            now = time.time()
+            procs[app.slot, PR_NATS_PENDING] = max(0, int(meta.num_pending))
+            procs[app.slot, PR_NATS_LAG_MS] = max(0, int((now - meta.timestamp.timestamp()) * 1000))
+            procs[app.slot, PR_NATS_SEQ] = max(1, int(meta.sequence.stream))
         if out.bad_messages:
             self._complain(sub, msgs, out)
         return out

@@ -46,7 +46,7 @@ from wsproto.utilities import generate_accept_token
 
 from cc.ingestd._http import BodyTooLarge, Request, Response
 from cc.jwtauth import AuthError, token_from_headers
-from cc.shm import COUNTER_INDEX
+from cc.shm import COUNTER_INDEX, HIST_INDEX
 from cc.wal import WalError
 
 if TYPE_CHECKING:
@@ -239,6 +239,13 @@ class _Session:
         await self._send(stream, TextMessage(data=orjson.dumps(doc).decode()))
 
     async def _ingest(self, seq: int, body: bytes, encoding: str | None) -> tuple[dict, int]:
+        t0 = time.perf_counter()
+        try:
+            return await self._ingest_message(seq, body, encoding)
+        finally:
+            self.app.store.observe(self.app.slot, HIST_INDEX["ingest_ws"], time.perf_counter() - t0, len(body))
+
+    async def _ingest_message(self, seq: int, body: bytes, encoding: str | None) -> tuple[dict, int]:
         """The path of ``POST /api/write``: parse and write in a thread, WAL append.  Returns the
         answer and the WAL record to wait for before sending it."""
         app = self.app

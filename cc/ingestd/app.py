@@ -17,15 +17,15 @@ import time
 
 import trio
 
-from cc import proc
+from cc import proc, promexport
 from cc.clusters import load_catalog
 from cc.ingestd import _http, _ws
 from cc.ingestd._http import Request, Response
 from cc.ingestd._pipeline import Ingestor
 from cc.jwtauth import AuthError, TokenVerifier, load_public_key, token_from_headers
 from cc.netacl import IPAllowList
-from cc.shm import COUNTER_INDEX, INGEST_SLOT_BASE, Store
-from cc.shm._layout import PR_ACTIVE, PR_PID, PR_REQUESTS, PR_STARTED
+from cc.shm import COUNTER_INDEX, HIST_INDEX, INGEST_SLOT_BASE, Store
+from cc.shm._layout import PR_ACTIVE, PR_NATS_SEQ, PR_PID, PR_REQUESTS, PR_STARTED
 from cc.tls import TLSError, read_pair, server_context
 from cc.wal import WalError, WalSyncer, WalWriter, wal_dir
 
@@ -48,6 +48,7 @@ class IngestApp:
         self.procs = store.procs
         self._liveness: dict[int, tuple[bool, float]] = {}
         self.counters = store.counters[slot]
+        self.scrape: promexport.ScrapeAccess | None = None  # who may GET /metrics (None: anyone)
 
     def load(self) -> tuple[int, int]:
         mine = int(self.procs[self.slot, PR_ACTIVE])
@@ -84,8 +85,27 @@ class IngestApp:
             return Response.json(200, {"status": "ok", "worker": self.worker, "pid": os.getpid()})
         if path == "/api/ws":
             return await _ws.upgrade(self, req)
+        if path == "/metrics":
+            return self.metrics(req)
         if path != "/api/write":
             return Response.error(404, f"no such endpoint {req.path!r} on the ingest port (POST /api/write)")
+        t0 = time.perf_counter()
+        resp = await self.write(req)
+        self.store.observe(self.slot, HIST_INDEX["ingest_http"], time.perf_counter() - t0, len(req.body))
+        return resp
+
+    def metrics(self, req: Request) -> Response:
+        """Prometheus text format: the metric store of the whole installation (all workers' slots summed)."""
+        if req.method not in ("GET", "HEAD"):
+            return Response.error(405, f"{req.method} not allowed on /metrics (use GET)")
+        if self.scrape is not None:
+            refused = self.scrape.refusal(req.peer, req.headers)
+            if refused is not None:
+                return Response.error(*refused)
+        body = promexport.render(promexport.store_families(self.store))
+        return Response(200, body, [("content-type", promexport.CONTENT_TYPE)])
+
+    async def write(self, req: Request) -> Response:
         if req.method not in ("POST", "PUT"):
             return Response.error(405, f"{req.method} not allowed on /api/write (use POST)")
         if not self.allow.allows(req.peer):
@@ -142,6 +162,7 @@ class IngestApp:
         self.procs[self.slot, PR_PID] = os.getpid()
         self.procs[self.slot, PR_STARTED] = int(time.time())
         self.procs[self.slot, PR_ACTIVE] = 0
+        self.procs[self.slot, PR_NATS_SEQ] = 0  # no JetStream batch yet (see cc/ingestd/_nats.py)
         sock = socket.socket(fileno=listen_fd)
         sock.setblocking(False)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
@@ -188,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     app = IngestApp(store, Ingestor(store, load_catalog(cfg), args.slot, wal), verifier,
                     IPAllowList(cfg.api_allowed_ips), ms.max_body_bytes, args.worker,
                     ms.effective_ingest_workers(), args.slot, syncer)
+    app.scrape = promexport.ScrapeAccess(cfg.metrics_allowed_ips, verifier, app.allow)
 
     subscriber = None
     if cfg.nats is not None and ms.nats_subscriptions:

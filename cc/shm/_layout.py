@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAGIC = 0x4343_5348_4D31  # "CCSHM1"
-VERSION = 2
+VERSION = 3  # 3: latency histograms after the process table
 
 # -- header (int64 words) ---------------------------------------------------
 H_MAGIC = 0
@@ -49,7 +49,22 @@ COUNTERS_PER_SLOT = 32
 H_PROCS = H_COUNTERS + COUNTER_SLOTS * COUNTERS_PER_SLOT
 PROC_WORDS = 8
 PR_PID, PR_ACTIVE, PR_STARTED, PR_REQUESTS = range(4)
-HEADER_WORDS = H_PROCS + COUNTER_SLOTS * PROC_WORDS
+# JetStream consumer of an ingest worker, as of its newest batch: messages still pending in the stream,
+# the age in ms of the newest message taken when written, and its stream sequence (0 = no JetStream
+# batch since the worker started).
+PR_NATS_PENDING, PR_NATS_LAG_MS, PR_NATS_SEQ = 4, 5, 6
+# Latency histograms (``/metrics``), one block of MAX_HISTOGRAMS per process slot, owned like the
+# counters: each process adds to its own slot, readers sum.  A histogram is HIST_WORDS int64 words:
+# one count per bucket (not cumulative; the last is +Inf), the observation count, the sum in
+# microseconds and the bytes of the observed requests.
+H_HISTS = H_PROCS + COUNTER_SLOTS * PROC_WORDS
+HIST_BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+               30.0, 120.0, 600.0, 1800.0)  # seconds: request latencies up to snapshot durations
+HIST_BUCKETS = len(HIST_BOUNDS) + 1
+HIST_COUNT, HIST_SUM_US, HIST_BYTES = HIST_BUCKETS, HIST_BUCKETS + 1, HIST_BUCKETS + 2
+HIST_WORDS = 24
+MAX_HISTOGRAMS = 16
+HEADER_WORDS = H_HISTS + COUNTER_SLOTS * MAX_HISTOGRAMS * HIST_WORDS
 # Which process owns which slot (the supervisor hands each child its number; ingest workers
 # find their siblings' slots from it).
 STORE_SLOT, WEB_SLOT, ARCHIVER_SLOT, INGEST_SLOT_BASE = 0, 1, 2, 8
@@ -84,8 +99,23 @@ COUNTERS = (
     "nats_messages",
     "nats_redelivered",
     "nats_redelivered_points",
+    "snapshot_errors",
+    "parquet_archive_errors",
 )
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
+assert len(COUNTERS) <= COUNTERS_PER_SLOT
+
+# Histogram names (index = position): what each one times.
+HISTOGRAMS = (
+    "ingest_http",  # POST /api/write on an ingest worker (bytes: request bodies)
+    "ingest_ws",  # one line-protocol message over /api/ws
+    "ingest_nats",  # one batch of NATS messages written
+    "wal_fsync",  # one fsync of a WAL file
+    "snapshot",  # one snapshot written by the store process
+    "parquet_archive",  # one run of the Parquet archiver (metric-store.cleanup.mode archive)
+)
+HIST_INDEX = {name: i for i, name in enumerate(HISTOGRAMS)}
+assert len(HISTOGRAMS) <= MAX_HISTOGRAMS
 
 # -- registry entry ----------------------------------------------------------
 # khash/hhash: 64-bit hashes of the whole key and of (cluster, host).  Every process

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -118,7 +119,8 @@ class Store(RegistryMixin):
         self.pools = pools
         self.retention = int(self.hdr[L.H_RETENTION])
         self.counters = self.hdr[L.H_COUNTERS:L.H_PROCS].reshape(L.COUNTER_SLOTS, L.COUNTERS_PER_SLOT)
-        self.procs = self.hdr[L.H_PROCS:L.HEADER_WORDS].reshape(L.COUNTER_SLOTS, L.PROC_WORDS)
+        self.procs = self.hdr[L.H_PROCS:L.H_HISTS].reshape(L.COUNTER_SLOTS, L.PROC_WORDS)
+        self.hists = self.hdr[L.H_HISTS:L.HEADER_WORDS].reshape(L.COUNTER_SLOTS, L.MAX_HISTOGRAMS, L.HIST_WORDS)
         self._pool_by_freq = {p.frequency: p.index for p in pools}
         self._reg_khash = self.reg["khash"]
         self._reg_hhash = self.reg["hhash"]
@@ -211,7 +213,7 @@ class Store(RegistryMixin):
         for p in self.pools:
             p.drop_views()
         del self.hdr, self.reg, self.blob, self._reg_row, self._reg_gen, self._reg_pool, self._reg_flags
-        del self.counters, self.procs
+        del self.counters, self.procs, self.hists
         for p in self.pools:
             for s in p.segments:
                 s.close()
@@ -611,6 +613,43 @@ class Store(RegistryMixin):
     def counter_totals(self) -> dict[str, int]:
         tot = self.counters.sum(axis=0)
         return {name: int(tot[i]) for i, name in enumerate(L.COUNTERS)}
+
+    def observe(self, slot: int, hist: int, seconds: float, nbytes: int = 0) -> None:
+        """One observation (a request, an fsync, a snapshot) into histogram ``hist`` of process ``slot``.
+
+        A handful of word increments, no lock: called once per request or batch, never per point.
+        """
+        h = self.hists[slot, hist]
+        h[bisect_left(L.HIST_BOUNDS, seconds)] += 1
+        h[L.HIST_COUNT] += 1
+        h[L.HIST_SUM_US] += int(seconds * 1e6)
+        if nbytes:
+            h[L.HIST_BYTES] += nbytes
+
+    def histogram_totals(self) -> dict[str, dict[str, object]]:
+        """Every histogram summed over the process slots: cumulative bucket counts (as Prometheus wants).
+
+        The count is the bucket total, so a scrape during an observation still sees buckets that add up.
+        """
+        tot = self.hists.sum(axis=0)
+        out: dict[str, dict[str, object]] = {}
+        for i, name in enumerate(L.HISTOGRAMS):
+            row = tot[i]
+            cum = np.cumsum(row[:L.HIST_BUCKETS])
+            out[name] = {"buckets": [(b, int(c)) for b, c in zip(L.HIST_BOUNDS, cum[:-1].tolist(), strict=True)],
+                         "count": int(cum[-1]), "sum": int(row[L.HIST_SUM_US]) / 1e6,
+                         "bytes": int(row[L.HIST_BYTES])}
+        return out
+
+    def pool_slots(self) -> list[dict[str, int]]:
+        """Per frequency: rows (series) the pool can hold, in use, on the free list."""
+        out = []
+        for p, pool in enumerate(self.pools):
+            pbase = L.H_POOLS + p * L.POOL_WORDS
+            nxt, top = int(self.hdr[pbase + L.P_NEXT_ROW]), int(self.hdr[pbase + L.P_FREE_TOP])
+            cap = int(self.hdr[pbase + L.P_ROWS_CAP])
+            out.append({"frequency": pool.frequency, "capacity": cap, "used": nxt - top, "free": cap - nxt + top})
+        return out
 
     def usage(self) -> dict[str, object]:
         pools = []

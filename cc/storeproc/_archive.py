@@ -153,6 +153,20 @@ class Archiver:
             return n
 
     def _write_run(self, t: int, ranges: dict[int, tuple[int | None, int | None]], only: np.ndarray | None) -> int:
+        """One archive run, timed and its failures counted for /metrics."""
+        t0 = time.perf_counter()
+        try:
+            n = self._write_tables(t, ranges, only)
+        except Exception:
+            if self.slot is not None:
+                self.store.counters[self.slot, L.COUNTER_INDEX["parquet_archive_errors"]] += 1
+            raise
+        if self.slot is not None:
+            self.store.observe(self.slot, L.HIST_INDEX["parquet_archive"], time.perf_counter() - t0)
+        return n
+
+    def _write_tables(self, t: int, ranges: dict[int, tuple[int | None, int | None]], only: np.ndarray | None
+                      ) -> int:
         import pyarrow as pa
 
         self._save(t)
