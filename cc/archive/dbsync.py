@@ -16,12 +16,11 @@ import gc
 import multiprocessing
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 
@@ -34,6 +33,7 @@ from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job, connect, job_from_json
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
 from cc.db._model import JOB_COLUMNS
+from cc.progress import ProgressBar as ProgressBar  # the bar's old home; callers import it from here
 
 INSERT_WITH_ID = f"INSERT INTO job ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
 TABLES = ("job", "tag", "jobtag")
@@ -388,34 +388,3 @@ def _import_one(conn: sqlite3.Connection, archive: JobArchive, clusters: dict[st
         raise
     return db_id
 
-
-# -- progress ---------------------------------------------------------------------------------
-
-class ProgressBar:
-    """``[#####.....]  45,000/100,000 jobs  12,345 jobs/s`` on a terminal; a line per 10% otherwise."""
-
-    def __init__(self, stream: TextIO | None = None, what: str = "jobs", width: int = 30):
-        self.stream = stream or sys.stderr
-        self.what = what
-        self.width = width
-        self.started = time.perf_counter()
-        self.tty = self.stream.isatty()
-        self._last_decile = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        rate = done / max(1e-9, time.perf_counter() - self.started)
-        frac = done / total if total else 1.0
-        text = f"{done:,}/{total:,} {self.what}  {rate:,.0f} {self.what}/s"
-        if self.tty:
-            bar = "#" * int(frac * self.width)
-            self.stream.write(f"\r[{bar:<{self.width}}] {text}")
-            if done >= total:
-                self.stream.write("\n")
-        elif int(frac * 10) != self._last_decile:
-            self._last_decile = int(frac * 10)
-            self.stream.write(f"{frac:4.0%} {text}\n")
-        self.stream.flush()
-
-    def clear_line(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K")
