@@ -447,6 +447,7 @@ def cmd_init_db(args) -> int:
 
 def cmd_import_job(args) -> int:
     from cc.archive.dbsync import import_jobs, parse_pairs
+    from cc.progress import ProgressBar
 
     cfg = _load(args)
     try:
@@ -455,8 +456,14 @@ def cmd_import_job(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     archive, clusters = _archive_setup(cfg)
+    bar = ProgressBar(sys.stderr)
+
+    def report(msg: str) -> None:
+        bar.clear_line()
+        print(f"error: {msg} (skipped)", file=sys.stderr)
+
     res = import_jobs(cfg.db_path, archive, clusters, pairs, validate_schema=not args.no_validate,
-                      on_error=lambda msg: print(f"error: {msg} (skipped)", file=sys.stderr))
+                      on_error=report, progress=bar)
     print(f"imported {res.jobs} of {len(pairs)} jobs" + (f" (database ids {', '.join(map(str, res.ids))})"
                                                           if res.ids else ""))
     return 1 if res.errors else 0

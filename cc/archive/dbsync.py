@@ -318,7 +318,8 @@ def parse_pairs(spec: str) -> list[tuple[Path, Path]]:
 
 
 def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster], pairs: Iterable[tuple[Path, Path]],
-                *, validate_schema: bool = True, on_error: Callable[[str], None] | None = None) -> SyncResult:
+                *, validate_schema: bool = True, on_error: Callable[[str], None] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> SyncResult:
     """Import finished jobs: validate both files, write them into the archive and the database.
 
     Each job is all-or-nothing: its archive directory is removed again if the database
@@ -328,8 +329,9 @@ def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster]
     archive.version()
     result = SyncResult()
     conn = connect(db_path)
+    pairs = list(pairs)
     try:
-        for meta_path, data_path in pairs:
+        for n, (meta_path, data_path) in enumerate(pairs, 1):
             try:
                 db_id = _import_one(conn, archive, clusters, meta_path, data_path, validate_schema)
             except JobFileError as e:
@@ -337,8 +339,12 @@ def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster]
                 if on_error is not None:
                     on_error(str(e))
                 continue
-            result.jobs += 1
-            result.ids.append(db_id)
+            else:
+                result.jobs += 1
+                result.ids.append(db_id)
+            finally:
+                if progress is not None:
+                    progress(n, len(pairs))
     finally:
         conn.close()
     result.seconds = time.perf_counter() - started
