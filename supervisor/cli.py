@@ -37,6 +37,8 @@ commands:
   init-db               rebuild the job and tag tables from the job archive
   import-job M:D[,...]  import finished jobs (meta.json:data.json pairs) into the archive and database
   checkpoint-info FILE  what a WAL or snapshot file holds: time range, counts, checksum errors
+  report JOBID          a job's efficiency (CPU, memory, GPU, flops, bandwidth, energy) with advice;
+                        --user U --since 7d for a table of a user's jobs, --json for scripts
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -590,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
              "print what a WAL or snapshot file holds (format, time range, counts, checksum errors)")
     sp.add_argument("file", help="a .wal file or a snapshot-*.bin/.json file from metric-store.checkpoints.directory")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    from supervisor._cmd_report import add_parser as add_report
+
+    add_report(add)
     return p
 
 
