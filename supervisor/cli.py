@@ -71,11 +71,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from cc.logformat import configure
     from supervisor._manager import Supervisor
 
     cfg = _load(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure("supervisor", logging.INFO)
     sup = Supervisor(cfg)
     try:
         trio.run(sup.run)

@@ -35,6 +35,7 @@ from cc.webd import (
     jobs_api,
     live,
     login,
+    logs_api,
     metricstore_api,
     pages,
     session_api,
@@ -68,6 +69,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.register_blueprint(pages.bp)  # web UI pages and static files
     app.register_blueprint(live.bp)  # live plot data over WebSocket
     app.register_blueprint(session_api.bp)  # listing and ending users' sessions (admins)
+    app.register_blueprint(logs_api.bp)  # the processes' logs: Logs page and /frontend/logs/ (admins)
     sessions.init_app(app, ctx.cfg.secret("SESSION_KEY"), ctx.cfg.session_max_age)
 
     @app.errorhandler(APIError)
