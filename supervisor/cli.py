@@ -365,6 +365,7 @@ def cmd_end_sessions(args) -> int:
 
 def cmd_sync_ldap(args) -> int:
     from cc.db import UserError, transaction
+    from cc.progress import ProgressBar
     from cc.webd.ldapauth import LdapDirectory, LdapUnavailable, sync_users
 
     cfg = _load(args)
@@ -375,7 +376,7 @@ def cmd_sync_ldap(args) -> int:
     directory = LdapDirectory(cfg.auth.ldap, cfg.secret("LDAP_ADMIN_PASSWORD"))
     conn = _db(cfg)
     try:
-        result = sync_users(directory, lambda fn, *a: transaction(conn, fn, *a))
+        result = sync_users(directory, lambda fn, *a: transaction(conn, fn, *a), ProgressBar(sys.stderr, what="users"))
     except (LdapUnavailable, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -389,11 +390,12 @@ def cmd_sync_ldap(args) -> int:
 
 def cmd_migrate_db(args) -> int:
     from cc.db import MigrationError, migrate
+    from cc.progress import ProgressBar
 
     cfg = _load(args)
     _as_service_user(cfg)
     try:
-        res = migrate(cfg.db_path)
+        res = migrate(cfg.db_path, progress=ProgressBar(sys.stderr, what="statements"))
     except MigrationError as e:
         print(f"error: {cfg.db_path}: {e}", file=sys.stderr)
         return 1

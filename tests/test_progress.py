@@ -106,3 +106,33 @@ def test_init_db_on_a_terminal_draws_the_bar(tmp_path):
         os.close(main)
     text = b"".join(chunks).decode()
     assert "\x1b[K[" + "#" * 30 + "] 100% 40/40 jobs" in text and "jobs/s  ETA" in text, text
+
+
+def test_migrate_db_piped_prints_one_summary_line(tmp_path):
+    (tmp_path / "config.json").write_text('{"main": {"db": "job.db"}}')
+    r = subprocess.run([sys.executable, "-m", "supervisor", "--config", str(tmp_path / "config.json"), "migrate-db"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"\d+ statements in \d+\.\ds \([\d,]+ statements/s\)\n", r.stderr), r.stderr
+    assert "created" in r.stdout
+    again = subprocess.run([sys.executable, "-m", "supervisor", "--config", str(tmp_path / "config.json"),
+                            "migrate-db"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert again.stderr == "" and "already at version" in again.stdout  # nothing to do: no bar
+
+
+def test_directory_sync_reports_progress(tmp_path):
+    from cc.db import connect, migrate, transaction
+    from cc.db._users import sync_directory_users
+
+    migrate(tmp_path / "job.db")
+    conn = connect(tmp_path / "job.db")
+    try:
+        seen = []
+        res = transaction(conn, sync_directory_users, {"u1": "U 1", "u2": None, "u3": "U 3"}, True,
+                          lambda d, t: seen.append((d, t)))
+        assert sorted(res.added) == ["u1", "u2", "u3"] and seen == [(1, 3), (2, 3), (3, 3)]
+        seen.clear()
+        res = transaction(conn, sync_directory_users, {"u1": "U 1"}, True, lambda d, t: seen.append((d, t)))
+        assert res.removed == ["u2", "u3"] and seen == [(1, 3), (2, 3), (3, 3)]
+    finally:
+        conn.close()
