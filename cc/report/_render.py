@@ -40,9 +40,10 @@ def _duration(s: int) -> str:
 
 
 def _colour(pct: float, lower_is_better: bool = False) -> str:
-    good = pct <= 80 if lower_is_better else pct >= 50
-    warn = pct <= 90 if lower_is_better else pct >= 25
-    return "green" if good else ("yellow" if warn else "red")
+    """Bar colour: utilisation wants high values; memory wants use without coming near the limit."""
+    if lower_is_better:  # memory: red close to the limit, yellow when most of it lies idle
+        return "red" if pct > 90 else ("yellow" if pct > 80 or pct < 25 else "green")
+    return "green" if pct >= 50 else ("yellow" if pct >= 25 else "red")
 
 
 def _rows(rep: dict[str, Any]) -> list[tuple[str, float | None, str, bool]]:
