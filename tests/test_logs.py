@@ -95,12 +95,13 @@ def session(inst, user: str):
 
 
 def test_every_process_logs_in_the_common_format(inst):
-    for name in ("web", "store", "archiver", "ingest-0"):
+    for name in ("forkserver", "web", "store", "archiver", "ingest-0"):
         path = inst.cfg.log_dir / f"{name}.log"
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
         assert lines, name
-        first = logformat.LINE_RE.fullmatch(lines[0])
-        assert first is not None and first[4] == name, (name, lines[0])
+        for ln in lines:
+            m = logformat.LINE_RE.fullmatch(ln)
+            assert m is not None and m[4] == name, (name, ln)
 
 
 def test_logs_route_filters(inst):

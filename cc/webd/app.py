@@ -220,6 +220,7 @@ def _hypercorn(listen_fd: int, tls=None) -> HyperConfig:
     hc = _TLSConfig(tls) if tls is not None else HyperConfig()
     hc.bind = [f"fd://{listen_fd}"]
     hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")  # our handler and format (cc.logformat), not its own
     hc.graceful_timeout = 5
     hc.keep_alive_timeout = 75
     return hc
