@@ -27,19 +27,21 @@ def cmd_report(args: argparse.Namespace) -> int:
                 return 2
             since = parse_since(args.since)
             now = time.time()
-            reports = []
-            for rec in user_jobs(cfg, args.user, since, args.cluster, args.limit, now=now):
+            reports, errors = [], []
+            for rec in user_jobs(cfg, args.user, since, args.cluster, args.limit, now=now, errors=errors):
                 try:
                     reports.append(build(cfg, rec, now))
                 except (ReportError, ValueError, OSError) as e:
-                    print(f"error: job {rec.job.job_id} on {rec.job.cluster}: {e} (left out)", file=sys.stderr)
+                    errors.append(f"job {rec.job.job_id} on {rec.job.cluster}: {e}")
+            for msg in errors:
+                print(f"error: {msg} (left out)", file=sys.stderr)
             if args.json:
                 print(orjson.dumps(reports, option=orjson.OPT_INDENT_2).decode())
             elif not reports:
                 print(f"no jobs of {args.user} started in the last {args.since}")
             else:
                 render_table(reports, sys.stdout, tty=tty)
-            return 0
+            return 1 if errors else 0
         if args.jobid is None:
             print("error: give a JOBID, or --user USER for a table of their jobs", file=sys.stderr)
             return 2

@@ -219,6 +219,16 @@ def test_user_table(tmp_path):
     js = orjson.loads(cli(tmp_path, "--user", "alice", "--json").stdout)
     assert [j["job"]["jobId"] for j in js] == [1]
     assert "no jobs of bob" in cli(tmp_path, "--user", "bob").stdout
+    # a job of a cluster without cluster.json is named, not silently dropped
+    conn = connect(tmp_path / "var" / "job.db")
+    try:
+        transaction(conn, jobs.insert_job, Job(job_id=2, cluster="gone", user="alice", project="p", resources=[],
+                                               start_time=int(time.time()) - 60, num_nodes=1))
+    finally:
+        conn.close()
+    r = cli(tmp_path, "--user", "alice")
+    assert r.returncode == 1 and "job 2: cluster 'gone' has no cluster.json" in r.stderr
+    assert r.stdout.splitlines()[1].split()[0] == "1"
 
 
 def test_figures_without_data_do_not_invent_values():

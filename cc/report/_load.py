@@ -89,8 +89,9 @@ def find_job(cfg: Config, job_id: int, cluster: str | None = None) -> JobRecord:
 
 
 def user_jobs(cfg: Config, user: str, since: int, cluster: str | None = None, limit: int = 100,
-              now: float | None = None) -> list[JobRecord]:
-    """The user's jobs started in the last ``since`` seconds, newest first."""
+              now: float | None = None, errors: list[str] | None = None) -> list[JobRecord]:
+    """The user's jobs started in the last ``since`` seconds, newest first (jobs that cannot be reported on:
+    a message in ``errors``)."""
     clusters = _clusters(cfg)
     conn = _db(cfg)
     try:
@@ -100,8 +101,14 @@ def user_jobs(cfg: Config, user: str, since: int, cluster: str | None = None, li
             sql += " AND job.cluster = ?"
             params.append(cluster)
         rows = conn.execute(sql + " ORDER BY job.start_time DESC LIMIT ?", [*params, limit]).fetchall()
-        found = [Job.from_row(r) for r in rows]
-        return [_record(conn, j, clusters) for j in found if j.cluster in clusters]
+        out = []
+        for job in (Job.from_row(r) for r in rows):
+            try:
+                out.append(_record(conn, job, clusters))
+            except ReportError as e:
+                if errors is not None:
+                    errors.append(str(e))
+        return out
     finally:
         conn.close()
 
