@@ -299,3 +299,18 @@ def test_running_job_from_the_metric_store(tmp_path, gpus):
     r = subprocess.run([sys.executable, "-m", "supervisor", "--config", str(root / "config.json"), "report", "77"],
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 1 and "error:" in r.stderr
+
+
+def test_requested_memory_is_the_allocation():
+    cluster = parse_cluster(cluster_doc(False), "c1")
+    job = Job(job_id=1, cluster="c1", subcluster="main", user="u", project="p", start_time=0,
+              resources=[{"hostname": "n01", "hwthreads": [0, 1, 2, 3]}], num_nodes=1, duration=60,
+              state="completed", requested_memory=16384)  # MB (Slurm's MiB): 16 GiB
+    rep = figures(job, cluster, archived_data(False))
+    mem = rep["overall"]["memory"]
+    assert mem["allocated_bytes"] == 16384 * 1024 * 1024 and mem["used_bytes"] == pytest.approx(8e9)
+    assert mem["pct"] == round(100 * 8e9 / (16384 * 1024 * 1024), 1)
+    # half the node's hardware threads: CPU load 6 of 4 threads, peaks halved
+    assert rep["nodes"][0]["cpu_util_pct"] == 150.0 and rep["overall"]["flops"]["peak"] == pytest.approx(20e9)
+    job.requested_memory = 0  # no request: the job's share of the node memory (64 GB / 2)
+    assert figures(job, cluster, archived_data(False))["overall"]["memory"]["allocated_bytes"] == pytest.approx(32e9)
