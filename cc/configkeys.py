@@ -48,7 +48,7 @@ main.stop-jobs-exceeding-walltime       ok
 main.short-running-jobs-duration        ok
 main.emission-constant                  ok
 main.machine-state-dir                  warn   machine state files are not implemented yet
-main.systemd-unit                       warn   the log view is not implemented yet; logs are in var/log/
+main.systemd-unit                       warn   the Logs page reads the processes' files in var/log/, not journald
 main.resampling                         ok
 main.resampling.minimum-points          ok
 main.resampling.trigger                 ok

@@ -101,13 +101,10 @@ async def keep_heap_trimmed(progress: Callable[[], int] | None = None, *, settle
 
 
 def setup_logging(name: str, level: str | None = None) -> logging.Logger:
-    level = (level or os.environ.get("LOGLEVEL") or "info").upper()
-    level = {"WARN": "WARNING", "ERR": "ERROR", "CRIT": "CRITICAL"}.get(level, level)
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format=f"%(asctime)s %(levelname)s {name}: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log in the common format of :mod:`cc.logformat` (process ``name``), at ``level`` or ``$LOGLEVEL``."""
+    from cc.logformat import configure
+
+    configure(name, level or os.environ.get("LOGLEVEL") or "info")
     return logging.getLogger(name)
 
 

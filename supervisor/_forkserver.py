@@ -208,7 +208,7 @@ def preload(modules: list[str]) -> None:
         try:
             importlib.import_module(name)
         except Exception as e:  # the child itself will report it properly when it runs
-            print(f"forkserver: cannot preload {name}: {e}", file=sys.stderr)
+            logging.getLogger("forkserver").warning("cannot preload %s: %s", name, e)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(fileno=args.socket_fd)
     setproctitle.setproctitle(setproctitle.getproctitle())  # claims argv+environ memory while environ is intact
     gc.disable()
+    from cc.logformat import configure
+
+    configure("forkserver")  # the common format of var/log/*.log; a forked child sets up its own
     preload([m for m in args.preload.split(",") if m])
     gc.collect()
     from cc.proc import release_free_heap
 
     release_free_heap()
     gc.freeze()  # the children must not dirty the shared pages by collecting them
-    print(f"forkserver ready (pid {os.getpid()}, {len(sys.modules)} modules)", file=sys.stderr, flush=True)
+    logging.getLogger("forkserver").info("forkserver ready (pid %d, %d modules)", os.getpid(), len(sys.modules))
     got = serve(sock)
     if got is None:
         return 0

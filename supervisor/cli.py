@@ -45,6 +45,8 @@ commands:
   archive ACTION        job archive: validate, convert --to file|sqlite|s3, remove --before DATE, info,
                         retention [--dry-run]
   apply-tags            tag every job: applications (job scripts) and job classes (archived statistics)
+  report JOBID          a job's efficiency (CPU, memory, GPU, flops, bandwidth, energy) with advice;
+                        --user U --since 7d for a table of a user's jobs, --json for scripts
 """
 
 ROLES = ("user", "manager", "support", "admin", "api")
@@ -77,11 +79,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from cc.logformat import configure
     from supervisor._manager import Supervisor
 
     cfg = _load(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    configure("supervisor", logging.INFO)
     sup = Supervisor(cfg)
     try:
         trio.run(sup.run)
@@ -375,6 +377,7 @@ def cmd_end_sessions(args) -> int:
 
 def cmd_sync_ldap(args) -> int:
     from cc.db import UserError, transaction
+    from cc.progress import ProgressBar
     from cc.webd.ldapauth import LdapDirectory, LdapUnavailable, sync_users
 
     cfg = _load(args)
@@ -385,7 +388,7 @@ def cmd_sync_ldap(args) -> int:
     directory = LdapDirectory(cfg.auth.ldap, cfg.secret("LDAP_ADMIN_PASSWORD"))
     conn = _db(cfg)
     try:
-        result = sync_users(directory, lambda fn, *a: transaction(conn, fn, *a))
+        result = sync_users(directory, lambda fn, *a: transaction(conn, fn, *a), ProgressBar(sys.stderr, what="users"))
     except (LdapUnavailable, UserError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -399,11 +402,12 @@ def cmd_sync_ldap(args) -> int:
 
 def cmd_migrate_db(args) -> int:
     from cc.db import MigrationError, migrate
+    from cc.progress import ProgressBar
 
     cfg = _load(args)
     _as_service_user(cfg)
     try:
-        res = migrate(cfg.db_path)
+        res = migrate(cfg.db_path, progress=ProgressBar(sys.stderr, what="statements"))
     except MigrationError as e:
         print(f"error: {cfg.db_path}: {e}", file=sys.stderr)
         return 1
@@ -465,6 +469,7 @@ def cmd_init_db(args) -> int:
 
 def cmd_import_job(args) -> int:
     from cc.archive.dbsync import import_jobs, parse_pairs
+    from cc.progress import ProgressBar
 
     cfg = _load(args)
     try:
@@ -473,8 +478,14 @@ def cmd_import_job(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     archive, clusters = _archive_setup(cfg)
+    bar = ProgressBar(sys.stderr)
+
+    def report(msg: str) -> None:
+        bar.clear_line()
+        print(f"error: {msg} (skipped)", file=sys.stderr)
+
     res = import_jobs(cfg.db_path, archive, clusters, pairs, validate_schema=not args.no_validate,
-                      on_error=lambda msg: print(f"error: {msg} (skipped)", file=sys.stderr))
+                      on_error=report, progress=bar)
     for msg in res.deviations.warnings():
         print(f"warning: {msg}", file=sys.stderr)
     print(f"imported {res.jobs} of {len(pairs)} jobs" + (f" (database ids {', '.join(map(str, res.ids))})"
@@ -620,6 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("apply-tags", _cmd_tagger.cmd_apply_tags, "run the job taggers (applications from job scripts, job "
                                                         "classes from archived statistics) over every job; idempotent")
     _cmd_tagger.add_arguments(sp)
+    from supervisor._cmd_report import add_parser as add_report
+
+    add_report(add)
     return p
 
 

@@ -71,7 +71,7 @@ def test_home_and_admin_navigation(b, inst):
     assert b.js("return document.querySelector('[data-cluster=c1] [data-running]').getAttribute('href')") == \
         "/monitoring/jobs/?cluster=c1&state=running"
     nav = b.js("return [...document.querySelectorAll('[data-nav]')].map((e) => e.dataset.nav)")
-    assert nav == ["myjobs", "jobs", "tags", "users", "projects", "nodes", "analysis", "status", "config"]
+    assert nav == ["myjobs", "jobs", "tags", "users", "projects", "nodes", "analysis", "status", "logs", "config"]
     # the per-cluster menus lead to the cluster's view
     b.click("[data-nav=status] summary")
     b.click("[data-nav=status] a")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from cc.adapter.config import AdapterConfigError, load_adapter_config, log_warnings
@@ -39,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cc-adapter: {e}", file=sys.stderr)
             return 0
         return hook_main(cfg.prep_sock_connect_path)
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s cc-adapter: %(message)s")
+    if os.environ.get("CC_CHILD_NAME"):  # run by the supervisor: the common format of var/log/*.log
+        from cc.logformat import configure
+
+        configure(os.environ["CC_CHILD_NAME"], level)
+    else:
+        logging.basicConfig(level=level, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s cc-adapter: %(message)s")
     log = logging.getLogger("cc-adapter")
     for noisy in ("httpx", "httpcore"):  # one line per request/connection event is too much even for -debug
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -18,12 +18,11 @@ import gc
 import multiprocessing
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 
@@ -37,6 +36,7 @@ from cc.db import MONITORING_ARCHIVING_SUCCESSFUL, Job, connect, job_from_json
 from cc.db import _jobs as jobs
 from cc.db import _tags as tags
 from cc.db._model import JOB_COLUMNS
+from cc.progress import ProgressBar as ProgressBar  # the bar's old home; callers import it from here
 
 INSERT_WITH_ID = f"INSERT INTO job ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
 TABLES = ("job", "tag", "jobtag")
@@ -351,7 +351,8 @@ def parse_pairs(spec: str) -> list[tuple[Path, Path]]:
 
 
 def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster], pairs: Iterable[tuple[Path, Path]],
-                *, validate_schema: bool = True, on_error: Callable[[str], None] | None = None) -> SyncResult:
+                *, validate_schema: bool = True, on_error: Callable[[str], None] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> SyncResult:
     """Import finished jobs: validate both files, write them into the archive and the database.
 
     Each job is all-or-nothing: its archive directory is removed again if the database
@@ -361,8 +362,9 @@ def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster]
     archive.version()
     result = SyncResult()
     conn = connect(db_path)
+    pairs = list(pairs)
     try:
-        for meta_path, data_path in pairs:
+        for n, (meta_path, data_path) in enumerate(pairs, 1):
             try:
                 db_id = _import_one(conn, archive, clusters, meta_path, data_path, validate_schema,
                                     result.deviations)
@@ -371,8 +373,12 @@ def import_jobs(db_path: Path, archive: JobArchive, clusters: dict[str, Cluster]
                 if on_error is not None:
                     on_error(str(e))
                 continue
-            result.jobs += 1
-            result.ids.append(db_id)
+            else:
+                result.jobs += 1
+                result.ids.append(db_id)
+            finally:
+                if progress is not None:
+                    progress(n, len(pairs))
     finally:
         conn.close()
     result.seconds = time.perf_counter() - started
@@ -426,34 +432,3 @@ def _import_one(conn: sqlite3.Connection, archive: JobArchive, clusters: dict[st
     deviations.add(str(data_path), data_devs)
     return db_id
 
-
-# -- progress ---------------------------------------------------------------------------------
-
-class ProgressBar:
-    """``[#####.....]  45,000/100,000 jobs  12,345 jobs/s`` on a terminal; a line per 10% otherwise."""
-
-    def __init__(self, stream: TextIO | None = None, what: str = "jobs", width: int = 30):
-        self.stream = stream or sys.stderr
-        self.what = what
-        self.width = width
-        self.started = time.perf_counter()
-        self.tty = self.stream.isatty()
-        self._last_decile = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        rate = done / max(1e-9, time.perf_counter() - self.started)
-        frac = done / total if total else 1.0
-        text = f"{done:,}/{total:,} {self.what}  {rate:,.0f} {self.what}/s"
-        if self.tty:
-            bar = "#" * int(frac * self.width)
-            self.stream.write(f"\r[{bar:<{self.width}}] {text}")
-            if done >= total:
-                self.stream.write("\n")
-        elif int(frac * 10) != self._last_decile:
-            self._last_decile = int(frac * 10)
-            self.stream.write(f"{frac:4.0%} {text}\n")
-        self.stream.flush()
-
-    def clear_line(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K")

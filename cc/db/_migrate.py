@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,8 +86,9 @@ def check_version(path: str | Path) -> int | None:
         conn.close()
 
 
-def migrate(path: str | Path, *, backup: bool = True) -> MigrationResult:
-    """Create the database or bring it to :data:`SCHEMA_VERSION`."""
+def migrate(path: str | Path, *, backup: bool = True,
+            progress: Callable[[int, int], None] | None = None) -> MigrationResult:
+    """Create the database or bring it to :data:`SCHEMA_VERSION` (``progress(done, total)`` per statement)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(p)
@@ -103,7 +105,7 @@ def migrate(path: str | Path, *, backup: bool = True) -> MigrationResult:
         copy = _backup(p, version) if (version is not None and backup) else None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _apply(conn, version)
+            _apply(conn, version, progress)
             _set_version(conn, SCHEMA_VERSION)
             conn.execute("COMMIT")
         except BaseException:
@@ -131,25 +133,29 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _run(conn: sqlite3.Connection, name: str) -> None:
-    for stmt in _statements(_sql(name)):
-        conn.execute(stmt)
-
-
-def _apply(conn: sqlite3.Connection, version: int | None) -> None:
+def _plan(version: int | None) -> list[str]:
+    """The statements that bring a database of ``version`` (None: new) to the current schema, in order."""
+    out: list[str] = []
     if version is None:
-        _run(conn, "011_baseline.sql")
+        out += _statements(_sql("011_baseline.sql"))
     elif version <= 11:
         # cc-backend keeps running jobs in job_cache until they stop; we keep them in job.
         cols = ("job_id, cluster, subcluster, submit_time, start_time, hpc_user, project, cluster_partition, "
                 "array_job_id, duration, walltime, job_state, meta_data, resources, num_nodes, num_hwthreads, "
                 "num_acc, smt, shared, monitoring_status, energy, energy_footprint, footprint")
-        conn.execute(f"INSERT OR IGNORE INTO job ({cols}) SELECT {cols} FROM job_cache")
-        conn.execute("DELETE FROM job_cache")
+        out += [f"INSERT OR IGNORE INTO job ({cols}) SELECT {cols} FROM job_cache", "DELETE FROM job_cache"]
     if version is None or version < 12:
-        _run(conn, "011_indexes.sql")
-        _run(conn, "012_archive_queue.sql")
-    _run(conn, "013_sessions.sql")
+        out += _statements(_sql("011_indexes.sql")) + _statements(_sql("012_archive_queue.sql"))
+    return out + _statements(_sql("013_sessions.sql"))
+
+
+def _apply(conn: sqlite3.Connection, version: int | None,
+           progress: Callable[[int, int], None] | None = None) -> None:
+    plan = _plan(version)
+    for i, stmt in enumerate(plan, 1):
+        conn.execute(stmt)
+        if progress is not None:
+            progress(i, len(plan))
 
 
 DOWN = {13: "013_sessions.down.sql", 12: "012_archive_queue.down.sql"}  # version -> script leading to version-1
@@ -171,7 +177,8 @@ def revert(path: str | Path, *, backup: bool = True) -> MigrationResult:
         copy = _backup(p, version) if backup else None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _run(conn, DOWN[version])
+            for stmt in _statements(_sql(DOWN[version])):
+                conn.execute(stmt)
             _set_version(conn, version - 1)
             conn.execute("COMMIT")
         except BaseException:

@@ -8,6 +8,7 @@ users are never touched by it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,20 +224,27 @@ class DirectorySync:
     skipped: list[str] = field(default_factory=list)  # names this database cannot hold
 
 
-def sync_directory_users(conn: sqlite3.Connection, found: dict[str, str | None], delete_old: bool) -> DirectorySync:
+def sync_directory_users(conn: sqlite3.Connection, found: dict[str, str | None], delete_old: bool,
+                         progress: Callable[[int, int], None] | None = None) -> DirectorySync:
     """Make the LDAP users of the database those of the directory (``found``: uid -> full name).
 
     New directory users are added with role ``user`` (a local user of the same name is left
     alone); with ``delete_old``, LDAP users the directory no longer has are removed.  An
     empty directory answer never deletes anybody: that is a wrong ``user-base`` or
-    ``user-filter`` far more often than a site without users.
+    ``user-filter`` far more often than a site without users.  ``progress(done, total)``
+    is called per directory and vanished user.
     """
     result = DirectorySync()
     known = set(ldap_usernames(conn))
     if delete_old and not found and known:
         raise UserError(f"the LDAP search found no users; not removing the {len(known)} LDAP users of the "
                         "database (check auth.ldap.user-base and user-filter)")
+    gone = sorted(known - set(found)) if delete_old else []
+    total, done = len(found) + len(gone), 0
     for username, name in sorted(found.items()):
+        done += 1
+        if progress is not None:
+            progress(done, total)
         if username in known:
             continue
         try:
@@ -248,10 +256,14 @@ def sync_directory_users(conn: sqlite3.Connection, found: dict[str, str | None],
                            "VALUES (?, ?, ?, ?, ?)", (username, name, '["user"]', "[]", AUTH_LDAP))
         if cur.rowcount:
             result.added.append(username)
-    if delete_old:
-        for username in sorted(known - set(found)):
-            conn.execute("DELETE FROM hpc_user WHERE username = ? AND ldap = ?", (username, AUTH_LDAP))
-            result.removed.append(username)
+    for username in gone:
+        conn.execute("DELETE FROM hpc_user WHERE username = ? AND ldap = ?", (username, AUTH_LDAP))
+        result.removed.append(username)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    if progress is not None and not total:
+        progress(0, 0)
     return result
 
 

@@ -35,6 +35,7 @@ from cc.webd import (
     jobs_api,
     live,
     login,
+    logs_api,
     metrics_api,
     metricstore_api,
     pages,
@@ -72,6 +73,7 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.register_blueprint(live.bp)  # live plot data over WebSocket
     app.register_blueprint(session_api.bp)  # listing and ending users' sessions (admins)
     app.register_blueprint(metrics_api.bp)  # Prometheus /metrics and request timing
+    app.register_blueprint(logs_api.bp)  # the processes' logs: Logs page and /frontend/logs/ (admins)
     sessions.init_app(app, ctx.cfg.secret("SESSION_KEY"), ctx.cfg.session_max_age)
 
     @app.errorhandler(APIError)
@@ -222,6 +224,7 @@ def _hypercorn(listen_fd: int, tls=None) -> HyperConfig:
     hc = _TLSConfig(tls) if tls is not None else HyperConfig()
     hc.bind = [f"fd://{listen_fd}"]
     hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")  # our handler and format (cc.logformat), not its own
     hc.graceful_timeout = 5
     hc.keep_alive_timeout = 75
     return hc

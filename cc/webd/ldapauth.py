@@ -208,15 +208,17 @@ def directory_users(directory: LdapDirectory) -> dict[str, str | None]:
     return found
 
 
-def sync_users(directory: LdapDirectory, db_write):
+def sync_users(directory: LdapDirectory, db_write, progress=None):
     """One directory sync (blocking): read the directory, then apply it in one transaction.
 
     ``db_write(fn, *args)`` runs ``fn(conn, *args)`` in a write transaction (the CLI's
     :func:`cc.db.transaction` on its connection).  Returns a :class:`cc.db._users.DirectorySync`.
+    ``progress(done, total)`` follows the users being applied (the CLI's progress bar).
     """
     from cc.db._users import sync_directory_users
 
-    result = db_write(sync_directory_users, directory_users(directory), directory.settings.sync_del_old_users)
+    result = db_write(sync_directory_users, directory_users(directory), directory.settings.sync_del_old_users,
+                      progress)
     if result.skipped:
         log.warning("LDAP sync: user names not usable here skipped: %s", ", ".join(result.skipped))
     return result
