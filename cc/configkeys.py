@@ -46,7 +46,7 @@ main.trusted-proxies                    ok
 main.stop-jobs-exceeding-walltime       warn   not implemented yet: jobs running past their walltime are not stopped
 main.short-running-jobs-duration        ok
 main.emission-constant                  ok
-main.machine-state-dir                  warn   machine state files are not implemented yet
+main.machine-state-dir                  ok
 main.systemd-unit                       warn   the log view is not implemented yet; logs are in var/log/
 main.resampling                         ok
 main.resampling.minimum-points          ok

@@ -52,7 +52,7 @@ def running_with_data(web: str, token: str) -> list[dict] | None:
                          timeout=10).json()["jobs"]
         for j in jobs[:5]:
             data = httpx.get(f"{web}/api/jobs/{j['id']}", params={"all-metrics": "true"}, headers=h,
-                             timeout=10).json()["data"] or {}
+                             timeout=10).json()["Data"] or {}
             values = [v for per_scope in data.values() for jm in per_scope.values() for s in jm["series"]
                       for v in s["data"] if v is not None]
             if "cpu_load" in data and values:

@@ -35,10 +35,13 @@ from cc.webd import (
     jobs_api,
     live,
     login,
+    machine_state,
     metricstore_api,
     pages,
     session_api,
     sessions,
+    tags_api,
+    userapi,
 )
 from cc.webd import graphql as graphql_api
 from cc.webd.auth import LoginLimiter, request_is_secure
@@ -68,6 +71,9 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.register_blueprint(pages.bp)  # web UI pages and static files
     app.register_blueprint(live.bp)  # live plot data over WebSocket
     app.register_blueprint(session_api.bp)  # listing and ending users' sessions (admins)
+    app.register_blueprint(userapi.bp)  # /userapi/jobs/... (user tokens) and POST /frontend/configuration/
+    app.register_blueprint(tags_api.bp)  # DELETE /api/tags/
+    app.register_blueprint(machine_state.bp)  # /api/machine_state/<cluster>/<host> (main.machine-state-dir)
     sessions.init_app(app, ctx.cfg.secret("SESSION_KEY"), ctx.cfg.session_max_age)
 
     @app.errorhandler(APIError)
