@@ -97,11 +97,13 @@ def test_demo_lives_and_stops_cleanly(tmp_path):
         conn = connect(cfg.db_path)
         try:
             users = {r[0]: orjson.loads(r[1]) for r in conn.execute("SELECT username, roles FROM hpc_user")}
+            names = dict(conn.execute("SELECT username, name FROM hpc_user"))
             archived = conn.execute("SELECT count(*) FROM job WHERE hpc_user = 'alice' AND monitoring_status = 3"
                                     ).fetchone()[0]
         finally:
             conn.close()
         assert "admin" in users["demo"] and users["alice"] == ["user"]
+        assert names["alice"] == "Alice Anderson" and names["bob"] == "Bob Brown"  # the users list shows names
         assert archived > 0
         stop(proc, log)
         assert not list_segments(inst), "shared memory left behind"

@@ -16,7 +16,7 @@ import httpx
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
-from quart import Response, g, request
+from quart import Response, g, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -86,6 +86,8 @@ def create_app(ctx: WebContext) -> QuartTrio:
 
     @app.errorhandler(404)
     async def on_404(e) -> Response:
+        if has_request_context() and not pages.wants_json_404(request.path):
+            return await pages.not_found_page()
         return error_response(404, "no such endpoint")
 
     @app.errorhandler(405)
