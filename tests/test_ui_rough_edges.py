@@ -84,3 +84,110 @@ def test_users_list_shows_names(b, inst):
     names = b.js("return Object.fromEntries([...document.querySelectorAll('[data-row]')]"
                  ".map((r) => [r.dataset.row, r.children[1].textContent]))")
     assert names["alice"] == "Full alice" and names["bob"] == "Full bob"
+
+
+def test_tick_labels_never_repeat(b, inst):
+    open_page(b, inst, "/monitoring/systems/c1")
+    labels = b.js_async("const {tickLabels} = await import('/static/js/util.js');"
+                        "return [tickLabels([0, 0.005, 0.01, 0.015]), tickLabels([0, 5, 10, 15]),"
+                        "        tickLabels([0, 2500, 5000, 7500, 10000])];")
+    assert labels[0] == ["0", "0.005", "0.01", "0.015"]
+    assert labels[1] == ["0", "5", "10", "15"]
+    assert len(set(labels[2])) == 5
+    # every node plot of the overview: distinct y tick labels
+    ticks = b.js("return [...document.querySelectorAll('[data-node] .metric-plot')].map((el) => el.ccPlot?.u?.axes[1]._values)"
+                 ".filter(Boolean)")
+    assert ticks and all(len(set(t)) == len(t) for t in ticks), ticks
+
+
+def test_nodes_overview_starts_at_the_first_data_in_the_default_range(b, inst):
+    # c2's only node m01 has 20 minutes of data: the default 2 h range starts at its first point
+    open_page(b, inst, "/monitoring/systems/c2")
+    assert not b.js("return document.querySelector('[data-range-note]').hidden")
+    assert "no node has data earlier" in b.text("[data-range-note]")
+    start = b.js("return document.querySelector('[data-node=m01] .metric-plot').ccPlot.opts.start")
+    assert abs(start - (inst.t_now - 1200)) < 600, (start, inst.t_now)
+    # a range the user chose is shown whole
+    open_page(b, inst, "/monitoring/systems/c2?range=2h")
+    assert b.js("return document.querySelector('[data-range-note]').hidden")
+    start = b.js("return document.querySelector('[data-node=m01] .metric-plot').ccPlot.opts.start")
+    assert start < inst.t_now - 7000
+
+
+def inside(b, css: str, container: str) -> list:
+    """Elements matching css whose right edge passes the right edge of their closest container."""
+    return b.js("return [...document.querySelectorAll(arguments[0])].filter((e) => {"
+                "  const c = e.closest(arguments[1]).getBoundingClientRect(), r = e.getBoundingClientRect();"
+                "  return r.right > c.right + 0.5 || r.left < c.left - 0.5; }).map((e) => e.outerHTML.slice(0, 80))",
+                css, container)
+
+
+def test_status_bars_fit_and_no_accelerator_histogram_without_accelerators(b, inst):
+    for width in (1600, 1000):
+        b.cmd("POST", "/window/rect", {"width": width, "height": 1100})
+        try:
+            open_page(b, inst, "/monitoring/status/c1", ready=FLAG.format("statusReady"), timeout=60)
+            assert not inside(b, "[data-gauge] .fp-bar", ".subcluster-status"), width
+            assert not inside(b, ".subcluster-status [data-roofline]", ".subcluster-status"), width
+        finally:
+            b.cmd("POST", "/window/rect", {"width": 1600, "height": 1100})
+    assert b.js("return document.querySelector('[data-hist=numAccs]') !== null")  # c1's nodes have GPUs
+    has = b.js_async("const {ClusterInfo} = await import('/static/js/gql.js');"
+                     "const i = new ClusterInfo({clusters: [{name: 'cpu', subClusters: [{topology: {accelerators: []}}]},"
+                     "  {name: 'gpu', subClusters: [{topology: {}}, {topology: {accelerators: [{id: 'a'}]}}]}]});"
+                     "return [i.hasAccelerators('cpu'), i.hasAccelerators('gpu'), i.hasAccelerators('none')];")
+    assert has == [False, True, False]
+
+
+def test_running_jobs_footprint_in_the_list_is_the_job_views(b, inst):
+    from tests.graphql_helpers import data
+
+    data(inst, 'mutation { updateConfiguration(name: "jobList_showFootprint", value: "true") }')
+    try:
+        open_page(b, inst, "/monitoring/jobs/?state=running&cluster=c1", timeout=60)
+        r1 = inst.ids["r1"]
+        b.wait(f"return document.querySelector('[data-job-row=\"{r1}\"] [data-footprint]')?.dataset.computed === '1'",
+               what="computed footprint")
+        assert "No footprint yet" not in b.text(f"[data-job-row='{r1}'] .cell-footprint")
+        listed = b.js(f"return [...document.querySelectorAll('[data-job-row=\"{r1}\"] [data-fp-metric]')]"
+                      ".map((e) => e.dataset.fpMetric).sort()")
+        open_page(b, inst, f"/monitoring/job/{r1}")
+        b.wait("return document.querySelector('.footprint-box [data-footprint]') !== null", what="job view footprint")
+        shown = b.js("return [...document.querySelectorAll('.footprint-box [data-fp-metric]')].map((e) => e.dataset.fpMetric).sort()")
+        assert listed and listed == shown
+    finally:
+        data(inst, 'mutation { updateConfiguration(name: "jobList_showFootprint", value: "false") }')
+    # above the peak: a marked, striped bar
+    over = b.js_async(
+        "const {footprint} = await import('/static/js/jobinfo.js');"
+        "const mc = {name: 'acc_mem_used', peak: 12, normal: 10, caution: 5, alert: 2, unit: {base: 'B', prefix: 'G'}};"
+        "const info = {subCluster: () => ({topology: {node: [0]}}), metricConfig: () => mc};"
+        "const el = footprint({id: 1, cluster: 'c', subCluster: 's', shared: 'none'},"
+        "                     [{name: 'acc_mem_used', stat: 'max', value: 40.88}], info);"
+        "document.body.append(el); const row = el.querySelector('[data-fp-metric]');"
+        "const out = [row.dataset.overPeak, row.querySelector('.fp-value').textContent,"
+        "             getComputedStyle(row.querySelector('.fp-fill')).backgroundImage]; el.remove(); return out;")
+    assert over[0] == "1" and "over peak" in over[1] and "40.88" in over[1] and "gradient" in over[2]
+
+
+def test_histograms_draw_bars_without_point_markers(b, inst):
+    open_page(b, inst, "/monitoring/user/alice", ready=FLAG.format("statsReady"))
+    shown = b.js("return [...document.querySelectorAll('[data-hist]')].map((e) => e.ccHistogram?.u)"
+                 ".filter(Boolean).map((u) => u.series[1].points.show)")
+    assert shown and not any(shown), shown
+
+
+def test_settings_cards_use_the_width(b, inst):
+    open_page(b, inst, "/config", ready=FLAG.format("settingsReady"))
+    tops = b.js("return [...document.querySelectorAll('[data-settings] > .settings-card')].slice(0, 4)"
+                ".map((e) => Math.round(e.getBoundingClientRect().top))")
+    assert len(set(tops)) < len(tops), tops  # at 1600 px at least two cards share a row
+
+
+def test_roofline_legend_explains_the_colours(b, inst):
+    open_page(b, inst, f"/monitoring/job/{inst.ids['r1']}")
+    b.wait("return document.querySelector('[data-roofline-legend]') !== null", what="roofline legend")
+    assert b.js("return document.querySelector('[data-roofline-legend]').dataset.rooflineLegend") == "time"
+    assert "start" in b.text("[data-roofline-legend]") and "end" in b.text("[data-roofline-legend]")
+    open_page(b, inst, "/monitoring/analysis/c1", ready=FLAG.format("analysisReady"), timeout=60)
+    assert b.js("return document.querySelector('[data-heatmap] [data-roofline-legend]').dataset.rooflineLegend") == "jobs"

@@ -47,9 +47,10 @@ export function subclusterPeaks(sc) {
  * Roofline: dots (points {x: F/B, y: GF/s, t: 0..1 colour}) or, with `heatmap` {tiles: rows x cols counts,
  * minX, maxX, minY, maxY} (log-spaced tiles, row 0 at minY), a heat map of many jobs, under the subcluster's roofs.
  */
-export function drawRoofline(container, points, peaks, {width = 420, height = 300, heatmap = null} = {}) {
+export function drawRoofline(container, points, peaks, {width = 420, height = 300, heatmap = null,
+                                                       legend = "time"} = {}) {
   const canvas = h("canvas", {class: "roofline", dataset: {roofline: "", points: points.length}});
-  container.replaceChildren(canvas);
+  container.replaceChildren(canvas, rooflineLegend(heatmap ? "jobs" : legend, points.length));
   const ctx = setupCanvas(canvas, width, height);
   const pad = {l: 52, r: 12, t: 12, b: 38};
   const W = width - pad.l - pad.r, H = height - pad.t - pad.b;
@@ -142,6 +143,20 @@ export function drawRoofline(container, points, peaks, {width = 420, height = 30
     ctx.fillText("No flops_any/mem_bw data", pad.l + W / 2, pad.t + H / 2);
   }
   return canvas;
+}
+
+/** What the colours of a roofline mean: time within the job, the number of jobs of a heat map tile, or nodes. */
+function rooflineLegend(kind, n) {
+  const roofs = [h("span", {class: "legend-line"}), " peak (SIMD) ", h("span", {class: "legend-line dashed"}), " scalar"];
+  if (kind === "jobs") {
+    return h("div", {class: "roofline-legend", dataset: {rooflineLegend: kind}}, "Jobs per tile: few ",
+      h("span", {class: "legend-gradient heat"}), " many · ", roofs);
+  }
+  if (kind === "nodes") {
+    return h("div", {class: "roofline-legend", dataset: {rooflineLegend: kind}}, `One point per node (${n}) · `, roofs);
+  }
+  return h("div", {class: "roofline-legend", dataset: {rooflineLegend: kind}}, "Time: start ",
+    h("span", {class: "legend-gradient time"}), " end · ", roofs);
 }
 
 function niceMax(v) {

@@ -110,7 +110,7 @@ function render(d) {
             h("tr", {}, h("th", {}, "Allocated cores"), h("td", {class: "num"}, String(js.totalCores))),
             h("tr", {}, h("th", {}, "Allocated accelerators"), h("td", {class: "num"}, String(js.totalAccs)))))),
         roof));
-    drawRoofline(roof, r.points, peaks, {width: 360, height: 240});
+    drawRoofline(roof, r.points, peaks, {width: 360, height: 240, legend: "nodes"});
     return el;
   });
   const sched = d.nodeStates.filter((s) => SCHEDULER_STATES.includes(s.state) && !HEALTH_STATES.includes(s.state));
@@ -144,16 +144,19 @@ function render(d) {
   const top = h("section", {class: "card"}, h("div", {class: "card-title toolbar"}, h("span", {}, "Top users and projects "),
                                                                                  catSel),
     h("div", {class: "top-grid"}, topTable(d.topUsers, "user"), topTable(d.topProjects, "project")));
-  const hists = ["duration", "numNodes", "numCores", "numAccs"].map((k) => h("div", {class: "card histogram-card",
-                                                                                       dataset: {hist: k}}));
+  const accs = info.hasAccelerators(cluster);
+  const hists = ["duration", "numNodes", "numCores", ...(accs ? ["numAccs"] : [])].map((k) =>
+    h("div", {class: "card histogram-card", dataset: {hist: k}}));
   fill(root, h("div", {class: "status-subclusters"}, subs), states, top,
     h("h2", {class: "section-title"}, "Running jobs"), h("div", {class: "histogram-grid"}, hists));
   const hs = d.hist[0];
   plots.push(new Histogram(hists[0], {title: "Duration distribution", xLabel: "Duration", bins: durationBins(hs.histDuration)}),
              new Histogram(hists[1], {title: "Number of nodes", xLabel: "Nodes", bins: countBins(hs.histNumNodes, "nodes")}),
-             new Histogram(hists[2], {title: "Number of cores", xLabel: "Cores", bins: countBins(hs.histNumCores, "cores")}),
-             new Histogram(hists[3], {title: "Number of accelerators", xLabel: "Accelerators",
-                                      bins: countBins(hs.histNumAccs, "accelerators")}));
+             new Histogram(hists[2], {title: "Number of cores", xLabel: "Cores", bins: countBins(hs.histNumCores, "cores")}));
+  if (accs) {
+    plots.push(new Histogram(hists[3], {title: "Number of accelerators", xLabel: "Accelerators",
+                                        bins: countBins(hs.histNumAccs, "accelerators")}));
+  }
 }
 
 async function load() {
