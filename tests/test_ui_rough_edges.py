@@ -191,3 +191,20 @@ def test_roofline_legend_explains_the_colours(b, inst):
     assert "start" in b.text("[data-roofline-legend]") and "end" in b.text("[data-roofline-legend]")
     open_page(b, inst, "/monitoring/analysis/c1", ready=FLAG.format("analysisReady"), timeout=60)
     assert b.js("return document.querySelector('[data-heatmap] [data-roofline-legend]').dataset.rooflineLegend") == "jobs"
+
+
+def test_new_nodes_without_metrics_wait_instead_of_failing(b, inst):
+    from cc.webd.health import HEALTH_GRACE, waiting_health
+    from tests.graphql_helpers import rest
+
+    r = rest(inst, "POST", "/api/nodestate/", json={"cluster": "c1", "nodes": [{"hostname": "n19", "states": ["idle"]}]})
+    assert r.status_code == 200, r.text
+    open_page(b, inst, "/monitoring/systems/c1?node=n19")
+    assert b.js("return document.querySelector('[data-node=n19] [data-node-health]').dataset.nodeHealth") == "waiting"
+    assert b.text("[data-node=n19] [data-node-health]") == "metrics: waiting"
+    # the rule: no data at all, and only for the grace period after the node's first report
+    nothing = {"State": "failed", "missing": ["cpu_load"], "degraded": []}
+    assert '"waiting":true' in waiting_health(nothing, 1000.0, 1000.0 + HEALTH_GRACE - 1)
+    assert waiting_health(nothing, 1000.0, 1000.0 + HEALTH_GRACE) is None
+    assert waiting_health({"State": "failed", "missing": [], "degraded": ["cpu_load"]}, 1000.0, 1001.0) is None
+    assert waiting_health({"State": "partial", "missing": ["x"], "degraded": []}, 1000.0, 1001.0) is None

@@ -15,8 +15,8 @@ const QUERY = `query($cluster: String!, $filter: [JobFilter!], $sortBy: SortByAg
                      $metrics: [String!]) {
   allocatedNodes(cluster: $cluster) { name count }
   nodeStates(filter: [{cluster: {eq: $cluster}}]) { state count }
-  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState jobsRunning
-    cpusAllocated memoryAllocated gpusAllocated } }
+  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState healthData
+    jobsRunning cpusAllocated memoryAllocated gpusAllocated } }
   perSub: jobsStatistics(filter: $filter, groupBy: SUBCLUSTER) { id runningJobs totalNodes totalCores totalAccs }
   topUsers: jobsStatistics(filter: $filter, groupBy: USER, sortBy: $sortBy, page: {itemsPerPage: 10, page: 1}) {
     id name totalJobs totalNodes totalCores totalAccs }
@@ -131,7 +131,7 @@ function render(d) {
         h("tbody", {}, nodes.map((n) => h("tr", {dataset: {nodeRow: n.hostname}},
           h("td", {}, h("a", {href: `/monitoring/node/${encodeURIComponent(cluster)}/${encodeURIComponent(n.hostname)}`},
                         n.hostname)),
-          h("td", {}, n.subCluster), h("td", {}, stateBadge(n.schedulerState)), h("td", {}, stateBadge(n.healthState, "health")),
+          h("td", {}, n.subCluster), h("td", {}, stateBadge(n.schedulerState)), h("td", {}, stateBadge(n.healthState, "health", n.healthData)),
           h("td", {class: "num"}, String(n.jobsRunning)), h("td", {class: "num"}, String(n.cpusAllocated ?? "")),
           h("td", {class: "num"}, fmtMB(n.memoryAllocated)), h("td", {class: "num"}, String(n.gpusAllocated ?? ""))))))),
     ] : h("p", {class: "muted", dataset: {noNodeStates: ""}},

@@ -14,7 +14,8 @@ const DATA_QUERY = `query($cluster: String!, $metrics: [String!], $from: Time!, 
     host nodeState metricHealth subCluster
     metrics { name scope metric { unit { base prefix } timestep series { hostname id data } } } } }`;
 const NODES_QUERY = `query($cluster: String!) {
-  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState jobsRunning } } }`;
+  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState healthData
+    jobsRunning } } }`;
 const PLOT_HEIGHT = 180;
 
 const page = pageData();
@@ -72,7 +73,7 @@ function render() {
         h("a", {class: "plot-title", href: `/monitoring/node/${encodeURIComponent(cluster)}/${encodeURIComponent(n.host)}?` +
                 new URLSearchParams(q), dataset: {nodeLink: n.host}}, n.host),
         h("span", {class: "muted"}, n.subCluster), h("span", {class: "spacer"}),
-        stateBadge(n.nodeState), stateBadge(n.metricHealth, "health")),
+        stateBadge(n.nodeState), stateBadge(n.metricHealth, "health", n.healthData)),
       holder);
     const mc = info.metricConfig(cluster, n.subCluster, ui.metric);
     const series = (n.jm?.series || []).map((s) => ({key: s.hostname, label: s.hostname, data: s.data.slice(lead)}));
@@ -134,6 +135,8 @@ async function load() {
                               metricHealth: n.healthState, jm: null});
     }
   }
+  const healthData = new Map(nodes.map((n) => [n.hostname, n.healthData]));
+  for (const n of byHost.values()) n.healthData = healthData.get(n.host) || null;
   loaded = [...byHost.values()].sort((a, b) => a.host.localeCompare(b.host, undefined, {numeric: true}));
   render();
   document.body.dataset.plotsReady = "1";
