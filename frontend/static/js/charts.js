@@ -262,7 +262,7 @@ function polarRadius(ctx, axes, angle, cx, cy, size) {
     const align = labelAlign(a);
     // horizontal room: the label's far edge at cx + c (R + gap) (+ w, or + w/2 when centred)
     const reach = align === "center" ? w / 2 : w;
-    if (Math.abs(c) > 1e-6) R = Math.min(R, (size / 2 - MARGIN - (align === "center" ? reach : reach)) / Math.abs(c) - LABEL_GAP);
+    if (Math.abs(c) > 1e-6) R = Math.min(R, (size / 2 - MARGIN - reach) / Math.abs(c) - LABEL_GAP);
     // vertical room: baseline at cy + s (R + gap) + 4, ascent above it
     if (sn < -1e-6) R = Math.min(R, (cy - MARGIN - LABEL_ASCENT + 4) / -sn - LABEL_GAP);
     if (sn > 1e-6) R = Math.min(R, (size - cy - MARGIN - 4 - (LABEL_HEIGHT - LABEL_ASCENT)) / sn - LABEL_GAP);
