@@ -269,6 +269,7 @@ class Config:
     run_as_user: str | None = None   # main.user
     run_as_group: str | None = None  # main.group
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)  # archive.kind and its store, retention
+    machine_state_dir: Path | None = None  # main.machine-state-dir: /api/machine_state/ files
 
     @property
     def main(self) -> dict[str, Any]:
@@ -399,6 +400,19 @@ def _parse_external(value: Any) -> list[ExternalStore]:
             raise ConfigError(f"{where}.token: must not contain whitespace (a JWT, or \"\" for none)")
         out.append(ExternalStore(scope, url.rstrip("/"), token))
     return out
+
+
+def _machine_state_dir(main: dict[str, Any], base: Path) -> Path | None:
+    """``main.machine-state-dir``: where ``PUT /api/machine_state/<cluster>/<host>`` keeps its files."""
+    value = main.get("machine-state-dir")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"main.machine-state-dir must be a directory path (string), got {value!r}")
+    path = _resolve(base, value)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"main.machine-state-dir: {path} exists and is not a directory")
+    return path
 
 
 def _resolve(base: Path, p: str | os.PathLike[str]) -> Path:
@@ -588,5 +602,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         nats=nats,
         api_subjects=api_subjects,
         warnings=keys.warnings,
+        machine_state_dir=_machine_state_dir(main, base),
         **security,
     )

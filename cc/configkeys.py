@@ -47,7 +47,7 @@ main.trusted-proxies                    ok
 main.stop-jobs-exceeding-walltime       ok
 main.short-running-jobs-duration        ok
 main.emission-constant                  ok
-main.machine-state-dir                  warn   machine state files are not implemented yet
+main.machine-state-dir                  ok
 main.systemd-unit                       warn   the Logs page reads the processes' files in var/log/, not journald
 main.resampling                         ok
 main.resampling.minimum-points          ok

@@ -45,6 +45,12 @@ from supervisor._init import init_directory
 from supervisor._manager import tail_lines
 
 USERS = (("demo", ["admin", "api"], "demo"), ("alice", ["user"], "alice"))
+#: Full names of the logins and of the simulated cluster's users (cc.sim.workload.USERS), who get user records
+#: without a password (they cannot log in), so the users list shows names as at a site with LDAP.
+DEMO_NAMES = {"demo": "Demo Administrator", "alice": "Alice Anderson", "bob": "Bob Brown", "carol": "Carol Clark",
+              "dave": "Dave Davis", "erin": "Erin Evans", "frank": "Frank Fischer", "grace": "Grace Green",
+              "heidi": "Heidi Hoffmann", "ivan": "Ivan Ivanov", "judy": "Judy Jones", "mallory": "Mallory Miller",
+              "oscar": "Oscar Olsen"}
 log = logging.getLogger("demo")
 
 
@@ -82,7 +88,10 @@ def setup(target: Path, args: argparse.Namespace) -> None:
     try:
         for name, roles, pw in USERS:
             if get_user(conn, name) is None:
-                transaction(conn, add_user, name, roles, pw)
+                transaction(conn, add_user, name, roles, pw, DEMO_NAMES.get(name))
+        for name, full in DEMO_NAMES.items():
+            if get_user(conn, name) is None:
+                transaction(conn, add_user, name, ["user"], None, full)
     finally:
         conn.close()
 

@@ -52,7 +52,7 @@ def running_with_data(web: str, token: str) -> list[dict] | None:
                          timeout=10).json()["jobs"]
         for j in jobs[:5]:
             data = httpx.get(f"{web}/api/jobs/{j['id']}", params={"all-metrics": "true"}, headers=h,
-                             timeout=10).json()["data"] or {}
+                             timeout=10).json()["Data"] or {}
             values = [v for per_scope in data.values() for jm in per_scope.values() for s in jm["series"]
                       for v in s["data"] if v is not None]
             if "cpu_load" in data and values:
@@ -97,11 +97,13 @@ def test_demo_lives_and_stops_cleanly(tmp_path):
         conn = connect(cfg.db_path)
         try:
             users = {r[0]: orjson.loads(r[1]) for r in conn.execute("SELECT username, roles FROM hpc_user")}
+            names = dict(conn.execute("SELECT username, name FROM hpc_user"))
             archived = conn.execute("SELECT count(*) FROM job WHERE hpc_user = 'alice' AND monitoring_status = 3"
                                     ).fetchone()[0]
         finally:
             conn.close()
         assert "admin" in users["demo"] and users["alice"] == ["user"]
+        assert names["alice"] == "Alice Anderson" and names["bob"] == "Bob Brown"  # the users list shows names
         assert archived > 0
         stop(proc, log)
         assert not list_segments(inst), "shared memory left behind"

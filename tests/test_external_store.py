@@ -191,7 +191,7 @@ def test_job_metrics_come_from_the_routed_store(front):
 def test_rest_job_data_from_the_store(front):
     r = rest(front, "GET", f"/api/jobs/{front.ids['c1']}?all-metrics=true")
     assert r.status_code == 200, r.text
-    data = r.json()["data"]
+    data = r.json()["Data"]
     assert data["cpu_load"]["node"]["series"][0]["data"][:3] == [10.0, 11.0, 12.0]
     assert data["flops_any"]["core"]["series"][0]["data"][0] == 10.0 + 11.0  # hwthreads 0+1 of core 0
     r = rest(front, "GET", f"/api/jobs/metrics/{front.ids['c1']}?metric=mem_bw&scope=node")

@@ -8,7 +8,18 @@ from pathlib import Path
 import yaml
 from quart_trio import QuartTrio
 
-from cc.webd import admin_api, jobs_api, login, metrics_api, metricstore_api, pages, session_api
+from cc.webd import (
+    admin_api,
+    jobs_api,
+    login,
+    machine_state,
+    metrics_api,
+    metricstore_api,
+    pages,
+    session_api,
+    tags_api,
+    userapi,
+)
 
 SPEC = Path(__file__).resolve().parents[1] / "schemas" / "openapi.yaml"
 SESSION_PATHS = ("/login", "/logout", "/jwt-login", "/oidc-login", "/oidc-callback", "/metrics")
@@ -16,13 +27,14 @@ SESSION_PATHS = ("/login", "/logout", "/jwt-login", "/oidc-login", "/oidc-callba
 
 def served() -> set[tuple[str, str]]:
     app = QuartTrio("openapi-check")
-    for bp in (jobs_api.bp, admin_api.bp, metricstore_api.bp, login.bp, pages.bp, session_api.bp, metrics_api.bp):
+    for bp in (jobs_api.bp, admin_api.bp, metricstore_api.bp, login.bp, pages.bp, session_api.bp, userapi.bp,
+               tags_api.bp, machine_state.bp, metrics_api.bp):
         app.register_blueprint(bp)
     out = set()
     for rule in app.url_map.iter_rules():
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: "{id}" if m.group(1) in ("raw_id", "username")
                       else "{" + m.group(1).removeprefix("raw_") + "}", rule.rule)
-        if not (path.startswith("/api/") or path in SESSION_PATHS):
+        if not (path.startswith(("/api/", "/userapi/")) or path in SESSION_PATHS):
             continue
         path = path if path.endswith("/") or "{" in path or path in SESSION_PATHS else path + "/"
         for method in rule.methods - {"HEAD", "OPTIONS"}:

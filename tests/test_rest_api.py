@@ -62,10 +62,10 @@ def start(inst, job_id: int, **kw) -> int:
 
 def test_start_assigns_subcluster_and_refuses_duplicates(inst):
     db_id = start(inst, 1001, hosts=("g02", "g03"))
-    job = api(inst, "GET", f"/api/jobs/{db_id}").json()["meta"]
+    job = api(inst, "GET", f"/api/jobs/{db_id}").json()["Meta"]
     assert job["subCluster"] == "gpu" and job["jobState"] == "running" and job["numNodes"] == 2
     assert job["metaData"]["jobName"] == "job1001"
-    assert api(inst, "GET", f"/api/jobs/{start(inst, 1002, hosts=('n07',))}").json()["meta"]["subCluster"] == "main"
+    assert api(inst, "GET", f"/api/jobs/{start(inst, 1002, hosts=('n07',))}").json()["Meta"]["subCluster"] == "main"
     r = api(inst, "POST", "/api/jobs/start_job/", json=payload(1001, hosts=("g02", "g03"), start=NOW - 300))
     assert r.status_code == 422 and "already exists" in r.json()["error"]
     assert r.json()["status"] == "Unprocessable Entity"
@@ -134,8 +134,9 @@ def test_job_list_filters_paging_and_visibility(inst):
         ids[user, project] = start(inst, base + k, user=user, project=project, start=NOW - 5000 + k)
     api(inst, "POST", "/api/jobs/stop_job/", json={"jobId": base + 3, "cluster": "c1", "stopTime": NOW - 100})
 
-    def listed(user, **params):
-        r = api(inst, "GET", "/api/jobs/", user, params={"items-per-page": 1000, **params})
+    def listed(user, **params):  # people through the user API, services through /api (needs the api role)
+        base_path = "/api/jobs/" if "api" in USERS[user] else "/userapi/jobs/"
+        r = api(inst, "GET", base_path, user, params={"items-per-page": 1000, **params})
         assert r.status_code == 200, r.text
         return {j["id"] for j in r.json()["jobs"]}
 
@@ -161,8 +162,8 @@ def test_job_list_filters_paging_and_visibility(inst):
     for bad in ({"state": "nope"}, {"start-time": "x"}, {"page": "0"}, {"foo": "1"}):
         assert api(inst, "GET", "/api/jobs/", "admin", params=bad).status_code == 400
     # a plain user cannot read another user's job by id
-    assert api(inst, "GET", f"/api/jobs/{ids['bob', 'p1']}", "alice").status_code == 422
-    assert api(inst, "GET", f"/api/jobs/{ids['bob', 'p1']}", "mgr").status_code == 200
+    assert api(inst, "GET", f"/userapi/jobs/{ids['bob', 'p1']}", "alice").status_code == 422
+    assert api(inst, "GET", f"/userapi/jobs/{ids['bob', 'p1']}", "mgr").status_code == 200
 
 
 def test_job_data_of_a_running_job_comes_from_shared_memory(inst):
@@ -174,7 +175,7 @@ def test_job_data_of_a_running_job_comes_from_shared_memory(inst):
     assert inst.write("\n".join(lines)).status_code == 200
     r = api(inst, "GET", f"/api/jobs/{db_id}", "admin", params={"all-metrics": "true"})
     assert r.status_code == 200, r.text
-    data = r.json()["data"]
+    data = r.json()["Data"]
     node_load = data["cpu_load"]["node"]
     assert node_load["timestep"] == 10 and node_load["series"][0]["hostname"] == "n05"
     assert node_load["series"][0]["data"][:5] == [0, 1, 2, 3, 4]
@@ -182,7 +183,7 @@ def test_job_data_of_a_running_job_comes_from_shared_memory(inst):
     assert sorted(s["id"] for s in cores) == ["0", "1", "2", "3"]
     assert {s["id"]: s["data"][0] for s in cores}["1"] == 2 + 3
     r = api(inst, "POST", f"/api/jobs/{db_id}", "admin", json=["cpu_load"])
-    assert [(m["name"], m["scope"]) for m in r.json()["data"]] == [("cpu_load", "node")]
+    assert [(m["name"], m["scope"]) for m in r.json()["Data"]] == [("cpu_load", "node")]
     r = api(inst, "GET", f"/api/jobs/metrics/{db_id}", "admin", params={"metric": "flops_any", "scope": "node"})
     jm = r.json()["data"]["jobMetrics"]
     assert jm[0]["name"] == "flops_any" and jm[0]["scope"] == "node"
@@ -197,7 +198,7 @@ def test_tags_metadata_delete_and_used_nodes(inst):
     assert {(t["type"], t["name"], t["scope"]) for t in r.json()["tags"]} == {("app", "gromacs", "global"),
                                                                                ("issue", "slow", "admin")}
     # the admin-scoped tag is hidden from the job's user
-    alice_view = api(inst, "GET", f"/api/jobs/{db_id}", "alice").json()["meta"]
+    alice_view = api(inst, "GET", f"/userapi/jobs/{db_id}", "alice").json()["Meta"]
     assert [t["name"] for t in alice_view["tags"]] == ["gromacs"]
     r = api(inst, "DELETE", f"/api/jobs/tag_job/{db_id}", json=[{"type": "app", "name": "gromacs"}])
     assert [t["name"] for t in r.json()["tags"]] == ["slow"]
@@ -256,7 +257,12 @@ ROLE_MATRIX = [
                                                 "sup": 403}),
     ("POST", "/api/jobs/stop_job/", "stop", {"adapter": 404, "admin": 404, "alice": 403, "mgr": 403,
                                               "sup": 403}),
-    ("GET", "/api/jobs/", None, {"adapter": "ok", "admin": "ok", "alice": "ok", "mgr": "ok", "sup": "ok"}),
+    ("GET", "/api/jobs/", None, {"adapter": "ok", "admin": "ok", "alice": 403, "mgr": 403, "sup": 403}),
+    ("GET", "/userapi/jobs/", None, {"adapter": "ok", "admin": "ok", "alice": "ok", "mgr": "ok", "sup": "ok"}),
+    ("GET", "/api/jobs/999999", None, {"adapter": 422, "alice": 403}),
+    ("GET", "/userapi/jobs/999999", None, {"adapter": 422, "alice": 422}),
+    ("GET", "/userapi/jobs/metrics/999999", None, {"adapter": 422, "alice": 422}),
+    ("DELETE", "/api/tags/", "tagdel", {"adapter": "ok", "admin": "ok", "alice": 403, "sup": 403}),
     ("GET", "/api/jobs/used_nodes?ts=1", None, {"adapter": "ok", "admin": "ok", "alice": 403, "mgr": 403,
                                                  "sup": 403}),
     ("POST", "/api/jobs/tag_job/999999", "tags", {"adapter": 404, "admin": 404, "alice": 403, "sup": 403}),
@@ -271,7 +277,7 @@ ROLE_MATRIX = [
 BODIES = {
     "start": None, "stop": {"jobId": 987654, "cluster": "c1", "stopTime": NOW},
     "tags": [{"type": "a", "name": "b"}], "meta": {"key": "k", "value": "v"}, "role": {"add-role": "user"},
-    "nodes": {"cluster": "c1", "nodes": []},
+    "nodes": {"cluster": "c1", "nodes": []}, "tagdel": [],
 }
 
 

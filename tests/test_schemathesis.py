@@ -46,6 +46,8 @@ SEMANTIC = {
     "/api/jobs/stop_job/": [400, 422],  # stopTime before the job's start; 422: not running
     "/api/jobs/{id}": [422],  # cc-backend answers 422 for a job that does not exist
     "/api/jobs/metrics/{id}": [422],
+    "/userapi/jobs/{id}": [422],
+    "/userapi/jobs/metrics/{id}": [422],
     "/api/user/{id}": [422],  # no such user, role already held / not held
     "/api/clusters/": [400],  # not a configured cluster (as cc-backend)
     "/api/nodestate/": [400],  # not a configured cluster
@@ -197,7 +199,7 @@ def run_schemathesis(inst, tmp: Path, selection: list[str], examples: int = EXAM
 
 @pytest.fixture(scope="module")
 def inst(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("schemathesis"), ingest_workers=1, extra_config={"main": {"dev": True},  # JWT cross-login on too, with our own keys
+    with running(tmp_path_factory.mktemp("schemathesis"), ingest_workers=1, extra_config={"main": {"dev": True, "machine-state-dir": "./var/machine-state"},  # JWT cross-login on too, with our own keys
                                                                   "auth": {"jwts": {"max-age": "2000h", "cookie-name": "cc-jwt"}}}) as i:
         seed(i)
         yield i

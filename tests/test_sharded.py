@@ -91,10 +91,10 @@ def test_each_cluster_plots_through_the_front(site):
     assert {m: s["b01"] for m, s in b.items()} == expected(500)
     assert {m: s["a02"] for m, s in a2.items()} == expected(110) and set(a2["cpu_load"]) == {"a01", "a02"}
     r = rest(site, "GET", f"/api/jobs/{site.ids['cb']}?all-metrics=true")
-    assert r.status_code == 200 and r.json()["data"]["cpu_load"]["node"]["series"][0]["data"][0] == 500.0
+    assert r.status_code == 200 and r.json()["Data"]["cpu_load"]["node"]["series"][0]["data"][0] == 500.0
     r = rest(site, "POST", f"/api/jobs/{site.ids['ca2']}", ["mem_bw"])
     assert r.status_code == 200
-    series = r.json()["data"][0]["metric"]["series"]
+    series = r.json()["Data"][0]["metric"]["series"]
     assert {s["hostname"]: s["data"][0] for s in series} == {"a01": 300.0, "a02": 330.0}
     # the front's own store holds nothing: every point came from the store installations
     assert rest(site, "GET", "/api/debug").json()["clusters"] == {}

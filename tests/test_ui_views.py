@@ -349,12 +349,13 @@ def test_status_view(b, inst):
 
 
 def test_analysis_view(b, inst):
+    # without filters: the jobs started in the last 24 hours (f2 started 5 days ago; tests/test_ui_rough_edges.py)
     open_page(b, inst, "/monitoring/analysis/c1", ready=flag("analysisReady"), timeout=60)
-    assert b.text("[data-stat=totalJobs]") == "7"
+    assert b.text("[data-stat=totalJobs]") == "6"
     top = b.js("return [...document.querySelectorAll('[data-top=user] [data-top-row]')].map((r) => r.dataset.topRow)")
-    assert top == ["bob", "alice"]
+    assert sorted(top) == ["alice", "bob"]
     assert float(b.js("return document.querySelector('[data-heatmap] canvas').dataset.heatmapTotal")) > 100
-    assert b.js("return document.querySelector('[data-hist=duration]').dataset.total") == "7"
+    assert b.js("return document.querySelector('[data-hist=duration]').dataset.total") == "6"
     b.click("[data-select-histograms]")
     b.click("dialog [data-metric-item=flops_any] input")
     b.click("dialog [data-value=apply]")

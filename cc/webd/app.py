@@ -16,7 +16,7 @@ import httpx
 import trio
 from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve
-from quart import Response, g, request
+from quart import Response, g, has_request_context, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
@@ -36,12 +36,15 @@ from cc.webd import (
     live,
     login,
     logs_api,
+    machine_state,
     metrics_api,
     metricstore_api,
     pages,
     session_api,
     sessions,
     tagger_api,
+    tags_api,
+    userapi,
 )
 from cc.webd import graphql as graphql_api
 from cc.webd.auth import LoginLimiter, request_is_secure
@@ -74,6 +77,9 @@ def create_app(ctx: WebContext) -> QuartTrio:
     app.register_blueprint(session_api.bp)  # listing and ending users' sessions (admins)
     app.register_blueprint(metrics_api.bp)  # Prometheus /metrics and request timing
     app.register_blueprint(logs_api.bp)  # the processes' logs: Logs page and /frontend/logs/ (admins)
+    app.register_blueprint(userapi.bp)  # /userapi/jobs/... (user tokens) and POST /frontend/configuration/
+    app.register_blueprint(tags_api.bp)  # DELETE /api/tags/
+    app.register_blueprint(machine_state.bp)  # /api/machine_state/<cluster>/<host> (main.machine-state-dir)
     sessions.init_app(app, ctx.cfg.secret("SESSION_KEY"), ctx.cfg.session_max_age)
 
     @app.errorhandler(APIError)
@@ -86,6 +92,8 @@ def create_app(ctx: WebContext) -> QuartTrio:
 
     @app.errorhandler(404)
     async def on_404(e) -> Response:
+        if has_request_context() and not pages.wants_json_404(request.path):
+            return await pages.not_found_page()
         return error_response(404, "no such endpoint")
 
     @app.errorhandler(405)

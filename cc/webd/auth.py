@@ -140,10 +140,14 @@ async def viewer_for(username: str, roles: tuple[str, ...] | None) -> Viewer:
     return Viewer(username, tuple(roles), projects)
 
 
-def _verified_claims() -> Claims | None:
-    """The request's address and JWT checked (None: authentication is disabled)."""
+def _verified_claims(check_ip: bool = True) -> Claims | None:
+    """The request's address and JWT checked (None: authentication is disabled).
+
+    ``check_ip=False`` for ``/userapi``: as in cc-backend, ``main.api-allowed-ips`` guards the
+    service API only; people call the user API from their own machines.
+    """
     ctx = _ctx()
-    if not ctx.allow.allows(client_ip()):
+    if check_ip and not ctx.allow.allows(client_ip()):
         raise APIError(403, f"address {client_ip()} is not in main.api-allowed-ips")
     if ctx.verifier is None:
         return None
@@ -156,11 +160,11 @@ def _verified_claims() -> Claims | None:
         raise APIError(401, str(e)) from None
 
 
-async def authenticate_jwt() -> tuple[Claims | None, Viewer | None]:
+async def authenticate_jwt(check_ip: bool = True) -> tuple[Claims | None, Viewer | None]:
     internal = INTERNAL_VIEWER.get()
     if internal is not None:
         return None, internal
-    claims = _verified_claims()
+    claims = _verified_claims(check_ip)
     if claims is None:
         return None, Viewer("anonymous", ("admin", "api"))
     if _ctx().cfg.auth.jwts.validate_user:  # cc-backend: only users of the database, with its roles
@@ -195,7 +199,7 @@ def api_route(required_role: str | None = "api"):
     return deco
 
 
-def rest_route(*roles: str):
+def rest_route(*roles: str, check_ip: bool = True):
     """REST endpoints: authenticate by JWT; with ``roles``, the caller needs one of them.
 
     Sets ``g.viewer`` for visibility checks in the handler.
@@ -204,7 +208,7 @@ def rest_route(*roles: str):
     def deco(fn: Callable[..., Awaitable[Any]]):
         @functools.wraps(fn)
         async def wrapper(*args, **kwargs):
-            _, viewer = await authenticate_jwt()
+            _, viewer = await authenticate_jwt(check_ip)
             if roles and not viewer.has(*roles):
                 raise APIError(403, f"user {viewer.username!r} lacks the role: {' or '.join(roles)}")
             if not viewer.roles:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from cc.db import INT64_MAX
 from cc.db import _nodes as nodes
 from cc.webd.errors import APIError
@@ -18,6 +20,30 @@ from cc.webd.params import field_int, field_str, only_fields
 
 NODE_FIELDS = ("hostname", "states", "cpusAllocated", "memoryAllocated", "gpusAllocated", "jobsRunning")
 MAX_NAME = 255
+
+#: The scheduler adapter and the collectors start together, so the first node-state report arrives before a
+#: node can have sent metrics.  For this long after this web process first got a report of a node, "no metric
+#: data at all" is still recorded as ``failed`` (cc-backend's rule) but its health data say ``waiting``, and
+#: the UI shows a neutral "metrics: waiting" badge instead of a red failure.
+HEALTH_GRACE = 120.0
+MAX_TRACKED_NODES = 100_000
+_first_report: dict[tuple[str, str], float] = {}
+
+
+def first_report(cluster: str, host: str, now: float) -> float:
+    """When this process first got a state report of the node (now, for a new one)."""
+    if len(_first_report) >= MAX_TRACKED_NODES and (cluster, host) not in _first_report:
+        _first_report.clear()  # hostnames are the client's: never an unbounded map
+    return _first_report.setdefault((cluster, host), now)
+
+
+def waiting_health(health: dict[str, Any], first: float, now: float) -> str | None:
+    """The health data of a node still in its grace period without any metric data (else None)."""
+    if health.get("State") != "failed" or health.get("degraded") or not health.get("missing") \
+            or now - first >= HEALTH_GRACE:
+        return None
+    return orjson.dumps({"missing": health["missing"], "degraded": [], "waiting": True,
+                         "firstReport": int(first)}).decode()
 
 
 def is_node_state_body(body: Any) -> bool:
@@ -60,9 +86,10 @@ async def _node_updates(ctx: Any, body: Any, received: int) -> list[nodes.NodeSt
     for host, state, counts in checked:
         sc = cluster.subcluster_for_host(host)
         health, metrics_json = "full", None
+        first = first_report(cluster.name, host, received)
         if state != "down":
             h = health_of.get(host) or {"State": "failed", "HealthMetrics": None}
-            health, metrics_json = h["State"], h["HealthMetrics"]
+            health, metrics_json = h["State"], waiting_health(h, first, received) or h["HealthMetrics"]
         updates.append(nodes.NodeStateUpdate(
             hostname=host, cluster=cluster.name, subcluster=sc.name if sc else "", time_stamp=received,
             node_state=state, health_state=health, health_metrics=metrics_json,

@@ -1,8 +1,10 @@
 """cc-backend's REST job API: start/stop, list, fetch with metric data, tags, metadata, delete.
 
 Paths, payloads and status codes follow cc-backend (the swagger file where it agrees
-with the code).  Write endpoints need the ``api`` role; reads filter by the caller's
-role (user: own jobs, manager: own and projects' jobs, support/admin/api: all).
+with the code).  Everything under ``/api/jobs`` needs the ``api`` role, as in cc-backend;
+people read their jobs through ``/userapi/jobs`` (:mod:`cc.webd.userapi`).  Reads filter
+by the caller's role (user: own jobs, manager: own and projects' jobs, support/admin and
+api-only tokens: all).
 Every change runs in one database transaction: an error leaves nothing half-written.
 """
 
@@ -163,8 +165,13 @@ METRIC_SCOPES = ("node", "socket", "memoryDomain", "core", "hwthread", "accelera
 
 @bp.route("/api/jobs/", methods=["GET"])
 @bp.route("/api/jobs", methods=["GET"])
-@rest_route()
+@rest_route("api")
 async def get_jobs() -> Response:
+    return await list_jobs()
+
+
+async def list_jobs() -> Response:
+    """``GET /api/jobs/`` and ``/userapi/jobs/``: a page of the jobs ``g.viewer`` may see."""
     ctx = _ctx()
     only_query_params(GET_JOBS_PARAMS)
     filt: dict[str, Any] = {}
@@ -216,8 +223,17 @@ def _default_scopes(job: Job) -> list[str]:
 
 
 @bp.route("/api/jobs/<jobid:raw_id>", methods=["GET"])
-@rest_route()
+@rest_route("api")
 async def get_complete_job(raw_id: str) -> Response:
+    return await complete_job(raw_id)
+
+
+async def complete_job(raw_id: str) -> Response:
+    """One job with (``all-metrics=true``) all its metric data.
+
+    The keys are ``Meta`` and ``Data``: cc-backend's response struct has no JSON tags, so Go
+    encodes its field names as they are (its swagger file's lowercase is not what it sends).
+    """
     ctx = _ctx()
     db_id, all_metrics = _db_id(raw_id), query_bool("all-metrics")
     job = await _visible_job(db_id)
@@ -226,12 +242,17 @@ async def get_complete_job(raw_id: str) -> Response:
     data = None
     if all_metrics:
         data = await _job_data_or_422(ctx, job, None, _default_scopes(job))
-    return json_response({"meta": job_json(job), "data": data})
+    return json_response({"Meta": job_json(job), "Data": data})
 
 
 @bp.route("/api/jobs/<jobid:raw_id>", methods=["POST"])
-@rest_route()
+@rest_route("api")
 async def get_job_metrics_by_list(raw_id: str) -> Response:
+    return await job_metrics_by_list(raw_id)
+
+
+async def job_metrics_by_list(raw_id: str) -> Response:
+    """One job and the listed metrics (all when the list is empty), as ``Meta``/``Data`` like cc-backend."""
     ctx = _ctx()
     db_id = _db_id(raw_id)
     metrics = await json_body("list", required=False) or []
@@ -242,12 +263,17 @@ async def get_job_metrics_by_list(raw_id: str) -> Response:
     await attach_statistics(ctx, [job])
     data = await _job_data_or_422(ctx, job, metrics or None, _default_scopes(job))
     out = [{"name": name, "scope": scope, "metric": jm} for name, scopes in data.items() for scope, jm in scopes.items()]
-    return json_response({"meta": job_json(job), "data": out})
+    return json_response({"Meta": job_json(job), "Data": out})
 
 
 @bp.route("/api/jobs/metrics/<raw_id>", methods=["GET"])
-@rest_route()
+@rest_route("api")
 async def get_job_metrics(raw_id: str) -> Response:
+    return await job_metrics(raw_id)
+
+
+async def job_metrics(raw_id: str) -> Response:
+    """Metric data of one job by name and scope, in GraphQL's ``{data: {jobMetrics}, error}`` shape."""
     ctx = _ctx()
     db_id = _db_id(raw_id)
     metrics = query_list("metric", max_length=255) or None

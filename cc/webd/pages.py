@@ -262,6 +262,25 @@ async def message_page(title: str, message: str, status: int, *, nav: str | None
                         kind=kind, link=link)
 
 
+#: Unknown paths under these answer cc's JSON error (clients of the APIs parse it); any other unknown
+#: path is a page a person typed or followed, and gets an HTML 404 page with the navigation.
+API_PREFIXES = ("/api/", "/userapi/", "/frontend/", "/config/", "/query", "/static/", "/swagger", "/playground",
+                "/metrics", "/ws")
+
+
+def wants_json_404(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+async def not_found_page() -> Response:
+    """cc-backend's 404 page: what was asked for, the menu (when logged in) and a way on."""
+    viewer = await session_viewer()
+    g.viewer = viewer if viewer is not None else Viewer("", ())
+    link = ("/", "Back to the start page") if viewer is not None else ("/login", "Log in")
+    return await message_page("Page not found", f"There is no page at {request.path[:200]}.", 404,
+                              kind="warning", link=link)
+
+
 async def forbidden(message: str, nav: str | None = None) -> Response:
     return await message_page("Forbidden", message, 403, nav=nav, kind="danger")
 

@@ -47,9 +47,10 @@ export function subclusterPeaks(sc) {
  * Roofline: dots (points {x: F/B, y: GF/s, t: 0..1 colour}) or, with `heatmap` {tiles: rows x cols counts,
  * minX, maxX, minY, maxY} (log-spaced tiles, row 0 at minY), a heat map of many jobs, under the subcluster's roofs.
  */
-export function drawRoofline(container, points, peaks, {width = 420, height = 300, heatmap = null} = {}) {
+export function drawRoofline(container, points, peaks, {width = 420, height = 300, heatmap = null,
+                                                       legend = "time"} = {}) {
   const canvas = h("canvas", {class: "roofline", dataset: {roofline: "", points: points.length}});
-  container.replaceChildren(canvas);
+  container.replaceChildren(canvas, rooflineLegend(heatmap ? "jobs" : legend, points.length));
   const ctx = setupCanvas(canvas, width, height);
   const pad = {l: 52, r: 12, t: 12, b: 38};
   const W = width - pad.l - pad.r, H = height - pad.t - pad.b;
@@ -144,6 +145,20 @@ export function drawRoofline(container, points, peaks, {width = 420, height = 30
   return canvas;
 }
 
+/** What the colours of a roofline mean: time within the job, the number of jobs of a heat map tile, or nodes. */
+function rooflineLegend(kind, n) {
+  const roofs = [h("span", {class: "legend-line"}), " peak (SIMD) ", h("span", {class: "legend-line dashed"}), " scalar"];
+  if (kind === "jobs") {
+    return h("div", {class: "roofline-legend", dataset: {rooflineLegend: kind}}, "Jobs per tile: few ",
+      h("span", {class: "legend-gradient heat"}), " many · ", roofs);
+  }
+  if (kind === "nodes") {
+    return h("div", {class: "roofline-legend", dataset: {rooflineLegend: kind}}, `One point per node (${n}) · `, roofs);
+  }
+  return h("div", {class: "roofline-legend", dataset: {rooflineLegend: kind}}, "Time: start ",
+    h("span", {class: "legend-gradient time"}), " end · ", roofs);
+}
+
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const e = 10 ** Math.floor(Math.log10(v));
@@ -235,6 +250,26 @@ export function drawPie(container, items, {size = 220} = {}) {
   return canvas;
 }
 
+const LABEL_GAP = 8, LABEL_ASCENT = 10, LABEL_HEIGHT = 13, MARGIN = 3;
+
+const labelAlign = (a) => Math.abs(Math.cos(a)) < 0.2 ? "center" : Math.cos(a) > 0 ? "left" : "right";
+
+/** The largest radius at which every axis name, drawn beyond the ring, stays inside the canvas. */
+function polarRadius(ctx, axes, angle, cx, cy, size) {
+  let R = size / 2 - 20;
+  axes.forEach((ax, i) => {
+    const a = angle(i), c = Math.cos(a), sn = Math.sin(a), w = ctx.measureText(ax.name).width;
+    const align = labelAlign(a);
+    // horizontal room: the label's far edge at cx + c (R + gap) (+ w, or + w/2 when centred)
+    const reach = align === "center" ? w / 2 : w;
+    if (Math.abs(c) > 1e-6) R = Math.min(R, (size / 2 - MARGIN - reach) / Math.abs(c) - LABEL_GAP);
+    // vertical room: baseline at cy + s (R + gap) + 4, ascent above it
+    if (sn < -1e-6) R = Math.min(R, (cy - MARGIN - LABEL_ASCENT + 4) / -sn - LABEL_GAP);
+    if (sn > 1e-6) R = Math.min(R, (size - cy - MARGIN - 4 - (LABEL_HEIGHT - LABEL_ASCENT)) / sn - LABEL_GAP);
+  });
+  return Math.max(40, R);
+}
+
 /** Polar plot. axes: [{name, avg, max}] with values relative to peak (1.0 = peak). */
 export function drawPolar(container, axes, {size = 300} = {}) {
   const shown = {avg: true, max: true};
@@ -249,17 +284,26 @@ export function drawPolar(container, axes, {size = 300} = {}) {
   container.replaceChildren(canvas, legend);
   const draw = () => {
     const ctx = setupCanvas(canvas, size, size);
-    const cx = size / 2, cy = size / 2 + 4, R = size / 2 - 46;
+    const cx = size / 2, cy = size / 2 + 4;
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, size, size);
     ctx.font = "11px system-ui, sans-serif";
+    const angle = (i) => -Math.PI / 2 + (2 * Math.PI * i) / axes.length;
+    const R = polarRadius(ctx, axes, angle, cx, cy, size);
+    const boxes = [];  // every text drawn, as {text, x, y, w, h} (top left): tests check they fit and do not overlap
+    const label = (text, x, y, align) => {
+      const w = ctx.measureText(text).width;
+      ctx.textAlign = align;
+      ctx.fillText(text, x, y);
+      boxes.push({text, x: align === "left" ? x : align === "right" ? x - w : x - w / 2, y: y - LABEL_ASCENT, w, h: LABEL_HEIGHT});
+    };
+    canvas.ccLabels = boxes;
     if (axes.length < 3) {
       ctx.fillStyle = "#888";
       ctx.textAlign = "center";
       ctx.fillText(axes.length ? "Too few footprint metrics" : "No footprint metrics", cx, cy);
       return;
     }
-    const angle = (i) => -Math.PI / 2 + (2 * Math.PI * i) / axes.length;
     ctx.strokeStyle = "#ddd";
     for (const r of [0.25, 0.5, 0.75, 1]) {
       ctx.beginPath();
@@ -275,12 +319,12 @@ export function drawPolar(container, axes, {size = 300} = {}) {
       const a = angle(i);
       ctx.strokeStyle = "#ccc";
       ctx.beginPath(); ctx.moveTo(cx, cy); ctx.lineTo(cx + Math.cos(a) * R, cy + Math.sin(a) * R); ctx.stroke();
-      ctx.textAlign = Math.abs(Math.cos(a)) < 0.2 ? "center" : Math.cos(a) > 0 ? "left" : "right";
-      ctx.fillText(ax.name, cx + Math.cos(a) * (R + 8), cy + Math.sin(a) * (R + 8) + 4);
+      label(ax.name, cx + Math.cos(a) * (R + LABEL_GAP), cy + Math.sin(a) * (R + LABEL_GAP) + 4, labelAlign(a));
     });
+    // the scale mark of the outer ring halfway between the first two axes, inside the ring: on no axis line
     ctx.fillStyle = "#999";
-    ctx.textAlign = "left";
-    ctx.fillText("1.0", cx + 3, cy - R + 10);
+    const mid = (angle(0) + angle(1)) / 2;
+    label("1.0", cx + Math.cos(mid) * (R - 14), cy + Math.sin(mid) * (R - 14) + 4, "center");
     const poly = (key, fill, stroke) => {
       if (!shown[key]) return;
       ctx.beginPath();

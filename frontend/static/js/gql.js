@@ -118,4 +118,9 @@ export class ClusterInfo {
   }
 
   globalMetric(metric) { return this.globalMetrics.find((m) => m.name === metric) || null; }
+
+  /** Whether any node of the cluster has accelerators (else accelerator counts are all zero: not worth a plot). */
+  hasAccelerators(cluster) {
+    return (this.cluster(cluster)?.subClusters || []).some((s) => (s.topology?.accelerators || []).length > 0);
+  }
 }

@@ -3,7 +3,7 @@
 
 import uPlot from "/static/vendor/uplot/uPlot.esm.js";
 import {cursorBox} from "./plot.js";
-import {fmtDuration, fmtShort, h} from "./util.js";
+import {fmtDuration, fmtShort, h, tickLabels} from "./util.js";
 
 const resizer = new ResizeObserver((entries) => {
   for (const e of entries) e.target.ccHistogram?.resize();
@@ -63,11 +63,11 @@ export class Histogram {
           return out;
         }, values: (u, splits) => splits.map((i) => labels[i] ?? ""), size: 36, gap: 3,
          label: this.opts.xLabel || undefined, labelSize: this.opts.xLabel ? 16 : 0},
-        {values: (u, splits) => splits.map(fmtShort), size: 44, gap: 3, label: this.opts.yLabel, labelSize: 16},
+        {values: (u, splits) => tickLabels(splits), size: 44, gap: 3, label: this.opts.yLabel, labelSize: 16},
       ],
       series: [{label: this.opts.xLabel || "bin"},
                {label: this.opts.yLabel, fill: this.opts.color + "cc", stroke: this.opts.color, width: 1,
-                paths: uPlot.paths.bars({size: [0.8, 80], align: 0})}],
+                paths: uPlot.paths.bars({size: [0.8, 80], align: 0}), points: {show: false}}],  // bars, no dots
       plugins: [hoverBox(hist)],
     };
     this.u = new uPlot(opts, [xs, ys], plotEl);

@@ -115,6 +115,18 @@ const LEVEL_TEXT = {
 const IMPACT = {alert: 3, caution: 2, normal: 1, peak: 0, error: -1};
 
 /**
+ * Footprint values of a running job from its jobStats answer ([{name, data: {min, avg, max}}]): the statistic
+ * each footprint metric of its subcluster names.  The job view and the job list show the same.
+ */
+export function footprintFromStats(job, stats, info) {
+  const byName = new Map((stats || []).map((s) => [s.name, s.data]));
+  return (info.subCluster(job.cluster, job.subCluster)?.footprint || []).filter((m) => byName.get(m)).map((m) => {
+    const stat = info.footprintStat(m) || "avg";
+    return {name: m, stat, value: byName.get(m)[stat] ?? byName.get(m).avg};
+  });
+}
+
+/**
  * Footprint bars.  `values`: [{name, stat, value}] (the job's footprint, or computed from jobStats while it runs);
  * info: ClusterInfo.
  */
@@ -126,13 +138,16 @@ export function footprint(job, values, info) {
     const t = footprintThresholds(job, fp.stat, mc, sc?.topology);
     const level = footprintLevel(fp.value, t, mc.lowerIsBetter);
     const pct = t.peak ? Math.min(100, Math.max(0, (fp.value / t.peak) * 100)) : 0;
-    return {fp, mc, t, level, pct, impact: IMPACT[level], text: LEVEL_TEXT[level]};
+    const over = t.peak > 0 && fp.value > t.peak;
+    return {fp, mc, t, level, pct, over, impact: IMPACT[level],
+            text: over ? `${LEVEL_TEXT[level]} ${(fp.value / t.peak).toFixed(1)}× the peak.` : LEVEL_TEXT[level]};
   }).sort((a, b) => a.impact - b.impact || a.fp.name.localeCompare(b.fp.name));
   if (!rows.length) return h("div", {class: "footprint footprint-empty muted"}, "No footprint yet.");
   return h("div", {class: "footprint", dataset: {footprint: job.id}},
-    rows.map((r) => h("div", {class: `fp-row fp-${r.level}`, title: r.text, dataset: {fpMetric: r.fp.name, level: r.level}},
+    rows.map((r) => h("div", {class: `fp-row fp-${r.level}${r.over ? " fp-over" : ""}`, title: r.text,
+                              dataset: {fpMetric: r.fp.name, level: r.level, overPeak: r.over ? "1" : ""}},
       h("div", {class: "fp-label"}, h("span", {}, `${r.fp.name} (${r.fp.stat})`),
-        h("span", {class: "fp-value"}, `${fmtValue(r.fp.value, r.mc?.unit)}` +
-          (r.t ? ` / ${fmtValue(r.t.peak, r.mc.unit)}` : ""))),
+        h("span", {class: "fp-value"}, r.over ? h("span", {class: "fp-over-mark"}, "▲ over peak ") : null,
+          `${fmtValue(r.fp.value, r.mc?.unit)}` + (r.t ? ` / ${fmtValue(r.t.peak, r.mc.unit)}` : ""))),
       h("div", {class: "fp-bar"}, h("div", {class: "fp-fill", style: {width: r.pct.toFixed(1) + "%"}})))));
 }

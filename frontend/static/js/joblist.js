@@ -3,7 +3,7 @@
 // Reused by every job list page (all jobs, a user's jobs, ...).
 
 import {gql, gqlRaw} from "./gql.js";
-import {footprint, JOB_FIELDS, jobInfo, tickDurations} from "./jobinfo.js";
+import {footprint, footprintFromStats, JOB_FIELDS, jobInfo, tickDurations} from "./jobinfo.js";
 import {MetricPlot, scopeThresholds} from "./plot.js";
 import {errorBox, h} from "./util.js";
 
@@ -27,6 +27,19 @@ function metricsQuery(n) {
     batchQueries.set(n, `query(${vars}, $metrics: [String!]) {\n${fields}\n}`);
   }
   return batchQueries.get(n);
+}
+
+const statsQueries = new Map();
+
+/** jobStats of n jobs in one request (each job its own subcluster's footprint metrics). */
+function statsQuery(n) {
+  if (!statsQueries.has(n)) {
+    const vars = Array.from({length: n}, (_, i) => `$i${i}: ID!, $m${i}: [String!]`).join(", ");
+    const fields = Array.from({length: n}, (_, i) =>
+      `j${i}: jobStats(id: $i${i}, metrics: $m${i}) { name data { min avg max } }`).join("\n");
+    statsQueries.set(n, `query(${vars}) {\n${fields}\n}`);
+  }
+  return statsQueries.get(n);
 }
 
 export const JOBS_QUERY = `query($filter: [JobFilter!], $page: PageRequest, $order: OrderByInput) {
@@ -169,7 +182,9 @@ export class JobList {
     const cells = {};
     const el = h("div", {class: "job-row", style: {gridTemplateColumns: this.gridColumns()}, dataset: {jobRow: job.id}},
       h("div", {class: "cell-info"}, jobInfo(job)),
-      this.showFootprint ? h("div", {class: "cell-footprint"}, footprint(job, job.footprint, this.opts.info)) : null,
+      this.showFootprint ? h("div", {class: "cell-footprint"}, this.footprintPending(job)
+        ? h("div", {class: "footprint muted", dataset: {footprintWait: ""}}, "…")
+        : footprint(job, job.footprint, this.opts.info)) : null,
       this.metrics.map((m) => {
         const has = this.opts.info.metricConfig(job.cluster, job.subCluster, m);
         cells[m] = h("div", {class: "cell-plot", dataset: {metric: m}},
@@ -181,12 +196,46 @@ export class JobList {
     return r;
   }
 
+  /** A running job has no stored footprint yet: it is computed from its data so far, as the job view does. */
+  footprintPending(job) {
+    return this.showFootprint && !job.footprint?.length && job.state === "running" &&
+      (this.opts.info.subCluster(job.cluster, job.subCluster)?.footprint || []).length > 0;
+  }
+
+  async loadFootprints(gen, jobs) {
+    const batches = [];
+    for (let i = 0; i < jobs.length; i += BATCH) batches.push(jobs.slice(i, i + BATCH));
+    await Promise.all(batches.map(async (batch) => {
+      const vars = {};
+      batch.forEach((j, i) => {
+        vars[`i${i}`] = j.id;
+        vars[`m${i}`] = this.opts.info.subCluster(j.cluster, j.subCluster)?.footprint || [];
+      });
+      let data = null, errors = [];
+      try {
+        ({data, errors} = await gqlRaw(statsQuery(batch.length), vars));
+      } catch (e) {
+        errors = [e.message];
+      }
+      if (gen !== this.generation) return;
+      batch.forEach((job, i) => {
+        const cell = this.rows.get(String(job.id))?.el.querySelector(".cell-footprint");
+        if (!cell) return;
+        const stats = data?.[`j${i}`];
+        cell.replaceChildren(stats ? footprint(job, footprintFromStats(job, stats, this.opts.info), this.opts.info)
+          : h("div", {class: "footprint muted", title: (errors || []).map((e) => e.message || e).join("; ")}, "Footprint not available"));
+        cell.firstChild.dataset.computed = "1";
+      });
+    }));
+  }
+
   async loadData(gen, jobs) {
     const wanted = jobs.filter((j) => this.metrics.some((m) => this.opts.info.metricConfig(j.cluster, j.subCluster, m)));
     const batches = [];
     for (let i = 0; i < wanted.length; i += BATCH) batches.push(wanted.slice(i, i + BATCH));
     this.pendingData += batches.length;
-    await Promise.all(batches.map((b) => this.loadBatch(gen, b)));
+    await Promise.all([...batches.map((b) => this.loadBatch(gen, b)),
+                       this.loadFootprints(gen, jobs.filter((j) => this.footprintPending(j)))]);
     if (gen !== this.generation) return;
     if (this.pendingData === 0) {
       document.body.dataset.plotsReady = "1";

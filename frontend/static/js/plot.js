@@ -3,7 +3,7 @@
 // and in-place appends for live data.
 
 import uPlot from "/static/vendor/uplot/uPlot.esm.js";
-import {fmtElapsed, fmtShort, fmtValue, h, median, unitText} from "./util.js";
+import {fmtElapsed, fmtShort, fmtValue, h, median, tickLabels, unitText} from "./util.js";
 
 export const BACKGROUNDS = {caution: "rgba(255, 128, 0, 0.25)", alert: "rgba(255, 0, 0, 0.22)"};
 export const STAT_COLORS = {min: "#d62728", median: "#222222", max: "#2ca02c"};
@@ -160,7 +160,7 @@ export class MetricPlot {
              for (let t = Math.ceil((min + off) / incr) * incr - off; t <= max + 1e-9; t += incr) out.push(t);
              return out;
            }},
-        {values: (u, splits) => splits.map(fmtShort), size: 46, gap: 3,
+        {values: (u, splits) => tickLabels(splits), size: 46, gap: 3,
          label: unitText(unit) || undefined, labelSize: unitText(unit) ? 16 : 0},
       ],
       series: [{label: this.opts.start === undefined || this.opts.start === null ? "Runtime" : "Time"}, ...series],

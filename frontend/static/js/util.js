@@ -107,6 +107,21 @@ export function fmtShort(v) {
   return `${+v.toFixed(abs >= 100 ? 0 : abs >= 10 ? 1 : 2)}`;
 }
 
+/**
+ * Axis tick labels: fmtShort, unless that makes two ticks look alike (0.01, 0.01 for 0.010 and 0.015 on an
+ * idle node); then one SI prefix for all and as many decimals as the tick step needs.
+ */
+export function tickLabels(splits) {
+  const labels = splits.map(fmtShort);
+  if (new Set(labels).size === labels.length) return labels;
+  const steps = splits.slice(1).map((v, i) => Math.abs(v - splits[i])).filter((d) => d > 0);
+  if (!steps.length) return labels;
+  const step = Math.min(...steps), largest = Math.max(...splits.map((v) => Math.abs(v)));
+  const [p, f] = SCALE.find(([, x]) => largest >= x) || ["", 1];
+  const decimals = Math.min(8, Math.max(0, Math.ceil(-Math.log10(step / f) - 1e-9)));
+  return splits.map((v) => (v === 0 ? "0" : `${+(v / f).toFixed(decimals)}${p}`));
+}
+
 /** Memory in MB as Slurm reports it (node states' memoryAllocated) -> "512 GB", "750 MB". */
 export function fmtMB(mb) {
   if (mb === null || mb === undefined) return "";

@@ -23,10 +23,11 @@ const CATEGORIES = [["TOTALJOBS", "totalJobs", "Jobs"], ["TOTALWALLTIME", "total
                     ["TOTALNODEHOURS", "totalNodeHours", "Node hours"], ["TOTALCOREHOURS", "totalCoreHours", "Core hours"],
                     ["TOTALACCHOURS", "totalAccHours", "Accelerator hours"]];
 const NUM_BINS = 50;
+const DEFAULT_RANGE = "last24h";
 
 const page = pageData();
 const cluster = page.cluster;
-let info, settings, filters, generation = 0;
+let info, settings, filters, generation = 0, defaulted = false;
 const plots = [];
 const top = {entity: "USER", category: "TOTALJOBS"};
 
@@ -223,9 +224,14 @@ async function chooseScatter() {
   loadFootprints();
 }
 
+/** The start time filter is still the default this page opened with (it stays out of the URL). */
+const usesDefaultRange = () => defaulted && filters.startTime?.range === DEFAULT_RANGE;
+
 function loadAll() {
   generation += 1;
-  history.replaceState(null, "", location.pathname + filtersToURL({...filters, cluster: null}));
+  const shown = {...filters, cluster: null};
+  if (usesDefaultRange()) shown.startTime = null;
+  history.replaceState(null, "", location.pathname + filtersToURL(shown));
   return Promise.all([loadStats(), loadHeatmap(), loadFootprints()]).then(() => {
     document.body.dataset.analysisReady = "1";
   });
@@ -242,13 +248,24 @@ async function main() {
   }
   filters = parseFilters(location.search);
   filters.cluster = cluster;
+  // Without any filter a large cluster matches more jobs than the job averages and the heat map may read:
+  // open on the last 24 hours instead, and say so.
+  defaulted = !new URLSearchParams(location.search).toString();
+  if (defaulted) filters.startTime = {range: DEFAULT_RANGE};
+  const shownRange = () => {
+    const note = $("[data-shown-range]");
+    note.hidden = !usesDefaultRange();
+    note.textContent = note.hidden ? "" : `Showing the jobs started in the last 24 hours (the default without filters; ` +
+      "change it with the Start time filter).";
+  };
+  shownRange();
   const savedEntity = settings.get("analysisView_selectedTopEntity", cluster);
   const savedCategory = settings.get("analysisView_selectedTopCategory", cluster);
   if (savedEntity === "USER" || savedEntity === "PROJECT") top.entity = savedEntity;
   if (CATEGORIES.some(([k]) => k === savedCategory)) top.category = savedCategory;
   const toolbar = $("[data-toolbar]");
   new FilterBar($("[data-filter-pills]"), toolbar, filters, {info, tags, privileged: true, fixed: {cluster}},
-                () => { document.body.dataset.analysisReady = ""; loadAll(); });
+                () => { document.body.dataset.analysisReady = ""; shownRange(); loadAll(); });
   $("[data-select-histograms]").addEventListener("click", async () => {
     const chosen = await selectMetrics(`Metric histograms (${cluster})`, info.metricNames(cluster).map((m) => ({name: m,
       note: metricConfig(m)?.scope || ""})), histogramMetrics());

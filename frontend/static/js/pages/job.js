@@ -4,7 +4,7 @@
 
 import {drawPolar, drawRoofline, rooflinePoints, subclusterPeaks} from "../charts.js";
 import {gql, loadInit} from "../gql.js";
-import {footprint, JOB_FIELDS, jobDuration, jobInfo, tagPill} from "../jobinfo.js";
+import {footprint, footprintFromStats, JOB_FIELDS, jobDuration, jobInfo, tagPill} from "../jobinfo.js";
 import {LiveClient} from "../live.js";
 import {MetricPlot, scopeThresholds} from "../plot.js";
 import {finest, scopesOf} from "../scopes.js";
@@ -385,11 +385,7 @@ class JobView {
       return;
     }
     const byName = new Map(stats.map((s) => [s.name, s.data]));
-    const values = job.footprint?.length ? job.footprint
-      : fpMetrics.filter((m) => byName.has(m)).map((m) => {
-        const stat = this.info.footprintStat(m) || "avg";
-        return {name: m, stat, value: byName.get(m)[stat] ?? byName.get(m).avg};
-      });
+    const values = job.footprint?.length ? job.footprint : footprintFromStats(job, stats, this.info);
     fill(this.footprintEl, footprint(job, values, this.info),
       job.footprint?.length ? null : h("p", {class: "muted small"}, "Computed from the metric data so far."));
     const axes = fpMetrics.map((m) => {

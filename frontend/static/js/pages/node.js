@@ -65,7 +65,7 @@ async function loadInfo() {
     return;
   }
   const node = d.nodes.items[0];
-  fill($("[data-node-badges]"), node ? [stateBadge(node.schedulerState), " ", stateBadge(node.healthState, "health")] : null);
+  fill($("[data-node-badges]"), node ? [stateBadge(node.schedulerState), " ", stateBadge(node.healthState, "health", node.healthData)] : null);
   const listURL = `/monitoring/jobs/?cluster=${encodeURIComponent(cluster)}&node=${encodeURIComponent(host)}`;
   fill($("[data-node-activity]"),
     h("div", {class: "node-activity"},

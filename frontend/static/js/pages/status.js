@@ -15,8 +15,8 @@ const QUERY = `query($cluster: String!, $filter: [JobFilter!], $sortBy: SortByAg
                      $metrics: [String!]) {
   allocatedNodes(cluster: $cluster) { name count }
   nodeStates(filter: [{cluster: {eq: $cluster}}]) { state count }
-  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState jobsRunning
-    cpusAllocated memoryAllocated gpusAllocated } }
+  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState healthData
+    jobsRunning cpusAllocated memoryAllocated gpusAllocated } }
   perSub: jobsStatistics(filter: $filter, groupBy: SUBCLUSTER) { id runningJobs totalNodes totalCores totalAccs }
   topUsers: jobsStatistics(filter: $filter, groupBy: USER, sortBy: $sortBy, page: {itemsPerPage: 10, page: 1}) {
     id name totalJobs totalNodes totalCores totalAccs }
@@ -110,7 +110,7 @@ function render(d) {
             h("tr", {}, h("th", {}, "Allocated cores"), h("td", {class: "num"}, String(js.totalCores))),
             h("tr", {}, h("th", {}, "Allocated accelerators"), h("td", {class: "num"}, String(js.totalAccs)))))),
         roof));
-    drawRoofline(roof, r.points, peaks, {width: 360, height: 240});
+    drawRoofline(roof, r.points, peaks, {width: 360, height: 240, legend: "nodes"});
     return el;
   });
   const sched = d.nodeStates.filter((s) => SCHEDULER_STATES.includes(s.state) && !HEALTH_STATES.includes(s.state));
@@ -131,7 +131,7 @@ function render(d) {
         h("tbody", {}, nodes.map((n) => h("tr", {dataset: {nodeRow: n.hostname}},
           h("td", {}, h("a", {href: `/monitoring/node/${encodeURIComponent(cluster)}/${encodeURIComponent(n.hostname)}`},
                         n.hostname)),
-          h("td", {}, n.subCluster), h("td", {}, stateBadge(n.schedulerState)), h("td", {}, stateBadge(n.healthState, "health")),
+          h("td", {}, n.subCluster), h("td", {}, stateBadge(n.schedulerState)), h("td", {}, stateBadge(n.healthState, "health", n.healthData)),
           h("td", {class: "num"}, String(n.jobsRunning)), h("td", {class: "num"}, String(n.cpusAllocated ?? "")),
           h("td", {class: "num"}, fmtMB(n.memoryAllocated)), h("td", {class: "num"}, String(n.gpusAllocated ?? ""))))))),
     ] : h("p", {class: "muted", dataset: {noNodeStates: ""}},
@@ -144,16 +144,19 @@ function render(d) {
   const top = h("section", {class: "card"}, h("div", {class: "card-title toolbar"}, h("span", {}, "Top users and projects "),
                                                                                  catSel),
     h("div", {class: "top-grid"}, topTable(d.topUsers, "user"), topTable(d.topProjects, "project")));
-  const hists = ["duration", "numNodes", "numCores", "numAccs"].map((k) => h("div", {class: "card histogram-card",
-                                                                                       dataset: {hist: k}}));
+  const accs = info.hasAccelerators(cluster);
+  const hists = ["duration", "numNodes", "numCores", ...(accs ? ["numAccs"] : [])].map((k) =>
+    h("div", {class: "card histogram-card", dataset: {hist: k}}));
   fill(root, h("div", {class: "status-subclusters"}, subs), states, top,
     h("h2", {class: "section-title"}, "Running jobs"), h("div", {class: "histogram-grid"}, hists));
   const hs = d.hist[0];
   plots.push(new Histogram(hists[0], {title: "Duration distribution", xLabel: "Duration", bins: durationBins(hs.histDuration)}),
              new Histogram(hists[1], {title: "Number of nodes", xLabel: "Nodes", bins: countBins(hs.histNumNodes, "nodes")}),
-             new Histogram(hists[2], {title: "Number of cores", xLabel: "Cores", bins: countBins(hs.histNumCores, "cores")}),
-             new Histogram(hists[3], {title: "Number of accelerators", xLabel: "Accelerators",
-                                      bins: countBins(hs.histNumAccs, "accelerators")}));
+             new Histogram(hists[2], {title: "Number of cores", xLabel: "Cores", bins: countBins(hs.histNumCores, "cores")}));
+  if (accs) {
+    plots.push(new Histogram(hists[3], {title: "Number of accelerators", xLabel: "Accelerators",
+                                        bins: countBins(hs.histNumAccs, "accelerators")}));
+  }
 }
 
 async function load() {

@@ -14,7 +14,8 @@ const DATA_QUERY = `query($cluster: String!, $metrics: [String!], $from: Time!, 
     host nodeState metricHealth subCluster
     metrics { name scope metric { unit { base prefix } timestep series { hostname id data } } } } }`;
 const NODES_QUERY = `query($cluster: String!) {
-  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState jobsRunning } } }`;
+  nodes(filter: [{cluster: {eq: $cluster}}]) { items { hostname subCluster schedulerState healthState healthData
+    jobsRunning } } }`;
 const PLOT_HEIGHT = 180;
 
 const page = pageData();
@@ -24,6 +25,7 @@ const grid = $("[data-node-grid]");
 let info, settings, range, generation = 0;
 const ui = {metric: null, subCluster: args.subCluster || "", node: args.node || "", state: args.state || ""};
 let loaded = [];   // [{host, subCluster, nodeState, metricHealth, jm}]
+let userRange = Boolean(args.range || args.from || args.to);   // else the default range: see emptyLead
 const plots = [];
 
 function metricNames() { return info.metricNames(cluster, ui.subCluster || null).sort(); }
@@ -37,9 +39,30 @@ function visible() {
     (!ui.node || n.host.includes(ui.node)) && (!ui.state || n.nodeState === ui.state));
 }
 
+/**
+ * Steps at the start of the range in which no shown node has data, when the range is the page's default:
+ * right after an installation starts there are only minutes of data, and a 2 hour axis squeezes them into the
+ * right edge.  A range the user chose is always shown whole.
+ */
+function emptyLead(nodes) {
+  if (userRange) return 0;
+  let first = Infinity, length = 0;
+  for (const n of nodes) {
+    for (const s of n.jm?.series || []) {
+      const i = s.data.findIndex((v) => v !== null);
+      if (i >= 0) first = Math.min(first, i);
+      length = Math.max(length, s.data.length);
+    }
+  }
+  if (!Number.isFinite(first) || first < length * 0.25) return 0;
+  return Math.max(0, first - 2);   // two steps of margin before the first point
+}
+
 function render() {
   for (const p of plots.splice(0)) p.destroy();
   const nodes = visible();
+  const lead = emptyLead(nodes);
+  const note = $("[data-range-note]");
   const perRow = Math.max(1, Math.min(6, Number(settings.get("plotConfiguration_plotsPerRow")) || 3));
   const plotOpts = settings.plotOptions();
   const q = range.params();
@@ -50,17 +73,17 @@ function render() {
         h("a", {class: "plot-title", href: `/monitoring/node/${encodeURIComponent(cluster)}/${encodeURIComponent(n.host)}?` +
                 new URLSearchParams(q), dataset: {nodeLink: n.host}}, n.host),
         h("span", {class: "muted"}, n.subCluster), h("span", {class: "spacer"}),
-        stateBadge(n.nodeState), stateBadge(n.metricHealth, "health")),
+        stateBadge(n.nodeState), stateBadge(n.metricHealth, "health", n.healthData)),
       holder);
     const mc = info.metricConfig(cluster, n.subCluster, ui.metric);
-    const series = (n.jm?.series || []).map((s) => ({key: s.hostname, label: s.hostname, data: s.data}));
+    const series = (n.jm?.series || []).map((s) => ({key: s.hostname, label: s.hostname, data: s.data.slice(lead)}));
     if (!mc) {
       holder.append(h("div", {class: "plot-empty"}, `${ui.metric} is not configured for subcluster ${n.subCluster}`));
     } else if (!series.length || !series.some((s) => s.data.some((v) => v !== null))) {
       holder.append(h("div", {class: "plot-empty", dataset: {noData: ""}}, `No data for ${ui.metric} in this range`));
     } else {
       const {from, to} = range.last;
-      const start = from - (from % mc.timestep);
+      const start = from - (from % mc.timestep) + lead * n.jm.timestep;
       plots.push(new MetricPlot(holder, {
         metric: ui.metric, unit: n.jm.unit || mc.unit, timestep: n.jm.timestep, series, start, span: to - start,
         thresholds: scopeThresholds(mc, info.subCluster(cluster, n.subCluster)?.topology, "node"), height: PLOT_HEIGHT,
@@ -68,6 +91,11 @@ function render() {
     }
     return card;
   });
+  const shownFrom = lead && nodes.find((n) => n.jm)?.jm.timestep;
+  note.hidden = !shownFrom;
+  note.textContent = shownFrom ? `Showing from ${new Date((range.last.from + lead * shownFrom) * 1000).toLocaleTimeString()}: ` +
+    "no node has data earlier in the selected range." : "";
+  note.dataset.lead = String(lead);
   fill(grid, nodes.length ? h("div", {class: "plot-grid", style: {gridTemplateColumns: `repeat(${perRow}, minmax(0, 1fr))`}},
                               cards)
     : h("p", {class: "empty", dataset: {noNodes: ""}}, "No nodes match."));
@@ -107,6 +135,8 @@ async function load() {
                               metricHealth: n.healthState, jm: null});
     }
   }
+  const healthData = new Map(nodes.map((n) => [n.hostname, n.healthData]));
+  for (const n of byHost.values()) n.healthData = healthData.get(n.host) || null;
   loaded = [...byHost.values()].sort((a, b) => a.host.localeCompare(b.host, undefined, {numeric: true}));
   render();
   document.body.dataset.plotsReady = "1";
@@ -125,7 +155,7 @@ async function main() {
   const all = metricNames();
   const saved = settings.get("nodeOverview_selectedMetric", cluster);
   ui.metric = [args.metric, saved, "cpu_load", all[0]].find((m) => m && all.includes(m)) || null;
-  range = new TimeRange(fromArgs(args), () => load());
+  range = new TimeRange(fromArgs(args), () => { userRange = true; load(); });
   const toolbar = $("[data-toolbar]");
   const metricSel = h("select", {dataset: {field: "metric"}, title: "Metric",
     onchange: () => {
