@@ -9,8 +9,12 @@ from cc.agent.collectors.cpu import (
     CpustatCollector,
     SchedstatCollector,
 )
+from cc.agent.collectors.health import TempstatCollector
 from cc.agent.collectors.io import DiskstatCollector, IostatCollector, NetstatCollector
+from cc.agent.collectors.network import IbstatCollector
 from cc.agent.collectors.nvidia import NvidiaCollector
+from cc.agent.collectors.power import RaplCollector
+from cc.agent.collectors.slurm import SlurmCgroupCollector
 from cc.agent.collectors.system import LoadavgCollector, MemstatCollector, NumastatsCollector
 
 __all__ = ["AgentConfigError", "Collector", "CollectorUnavailable", "Context", "Rates", "REGISTRY",
@@ -19,10 +23,12 @@ __all__ = ["AgentConfigError", "Collector", "CollectorUnavailable", "Context", "
 REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     CpustatCollector, CpufreqCollector, CpufreqCpuinfoCollector, SchedstatCollector, LoadavgCollector,
     MemstatCollector, NumastatsCollector, NetstatCollector, IostatCollector, DiskstatCollector, NvidiaCollector,
+    RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere
-DEFAULT_COLLECTORS: dict[str, dict] = {name: {} for name in REGISTRY}
+#: (slurm_cgroup only when configured: on a node without jobs it would send zeros for every hwthread)
+DEFAULT_COLLECTORS: dict[str, dict] = {name: {} for name in REGISTRY if name != "slurm_cgroup"}
 
 
 def make_collector(name: str, cfg: dict | None, ctx: Context) -> Collector:

@@ -55,6 +55,22 @@ class Rates:
             return None
         return dv / dt
 
+    def update_wrapping(self, key: Any, value: float, now: float, wrap: float) -> float | None:
+        """Like :meth:`update` for a counter that restarts at 0 after ``wrap`` (RAPL's max_energy_range_uj).
+
+        A smaller reading is taken as one wrap-around when ``wrap`` > 0; otherwise as a reset (None).
+        """
+        prev = self.last.get(key)
+        self.last[key] = (value, now)
+        if prev is None:
+            return None
+        dv, dt = value - prev[0], now - prev[1]
+        if dv < 0 and wrap > 0:
+            dv += wrap
+        if dt <= 0 or dv < 0:
+            return None
+        return dv / dt
+
 
 class Collector:
     """Base class; subclasses set ``name``, ``source``, ``group`` and ``options``."""
@@ -83,6 +99,8 @@ class Collector:
         self.ctx = ctx
         self.root = ctx.root
         self.exclude = frozenset(cfg.get("exclude_metrics", ()))
+        only = cfg.get("only_metrics")
+        self.only = frozenset(only) if only is not None else None
         self.meta = {"source": self.source, "group": self.group}
 
     def path(self, rel: str) -> Path:
@@ -100,7 +118,8 @@ class Collector:
         return p
 
     def want(self, metric: str) -> bool:
-        return metric not in self.exclude
+        """Not in ``exclude_metrics`` and, when ``only_metrics`` is given, listed there."""
+        return metric not in self.exclude and (self.only is None or metric in self.only)
 
     def msg(self, name: str, tags: dict[str, str], value: float | int, now: float,
             unit: str | None = None) -> Message:

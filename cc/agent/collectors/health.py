@@ -1,0 +1,117 @@
+"""``tempstat``: temperatures from hwmon (``/sys/class/hwmon/hwmon*/temp*_input``).
+
+The metric name comes from the chip's ``name`` and the sensor's ``label`` as upstream builds it:
+coretemp's ``Core N``/``Package id N`` become ``temp_core_n``/``temp_package_id_n``, others
+``<name>_<label>``, lower-cased, spaces as ``_``, prefixed ``temp_`` unless they contain ``temp``.
+Values are degC (millidegrees / 1000; upstream truncates to whole degrees, here the fraction is
+kept).  ``report_max_temperature``/``report_critical_temperature`` add ``max_temp_*``/
+``crit_temp_*`` from ``temp*_max``/``temp*_crit`` (read once at start, as upstream).  Tags are
+``type=node`` unless ``tag_override`` maps a part of the sensor's path (``"hwmon1"``) to other
+tags (``{"type": "socket", "type-id": "0"}``).  A sensor whose input cannot be read at start is
+left out; one that fails later is skipped that round.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from cc.agent.collectors._base import AgentConfigError, Collector, CollectorUnavailable
+from cc.agent.message import Message
+
+HWMON = "sys/class/hwmon"
+_INPUT_RE = re.compile(r"temp(\d+)_input$")
+
+
+class TempstatCollector(Collector):
+    name = "tempstat"
+    source = "TempCollector"
+    group = "IPMI"
+    options = {"tag_override": dict, "report_max_temperature": bool, "report_critical_temperature": bool,
+               "exclude_metrics": list, "only_metrics": list}
+
+    def _check_overrides(self) -> dict[str, dict[str, str]]:
+        ov = self.cfg.get("tag_override", {})
+        for key, tags in ov.items():
+            if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in tags.items()):
+                raise AgentConfigError(f"{self.where}.tag_override.{key}: expected an object of string tags, "
+                                       f"got {tags!r}")
+        return ov
+
+    def _optional_int(self, path: str) -> int | None:
+        try:
+            return int(self.read_text(path).strip())
+        except (OSError, ValueError):
+            return None
+
+    def init(self, now: float) -> None:
+        overrides = self._check_overrides()
+        base = self.path(HWMON)
+        try:
+            chips = sorted(os.listdir(base), key=lambda n: (len(n), n))
+        except OSError as e:
+            raise CollectorUnavailable(f"no hwmon devices: {base}: {e.strerror}") from None
+        #: (input file, metric, tags, max metric/value, crit metric/value)
+        self.sensors: list[tuple[str, str, dict[str, str], tuple[str, float] | None, tuple[str, float] | None]] = []
+        for chip in chips:
+            d = f"{base}/{chip}"
+            try:
+                files = sorted(os.listdir(d))
+            except OSError:
+                continue
+            try:
+                chip_name = self.read_text(f"{d}/name").strip()
+            except OSError:
+                chip_name = ""
+            for f in files:
+                if not (m := _INPUT_RE.match(f)):
+                    continue
+                stem = f"{d}/temp{m.group(1)}"
+                try:
+                    label = self.read_text(f"{stem}_label").strip()
+                except OSError:
+                    label = ""
+                metric = sensor_metric(chip_name, label)
+                if metric is None or self._optional_int(f"{stem}_input") is None:
+                    continue
+                tags = {"type": "node"}
+                for key, t in overrides.items():
+                    if key in f"{d}/{f}":
+                        tags = dict(t)
+                        break
+                mx = cr = None
+                if self.cfg.get("report_max_temperature") and (v := self._optional_int(f"{stem}_max")):
+                    mx = (metric.replace("temp", "max_temp", 1), v / 1000)
+                if self.cfg.get("report_critical_temperature") and (v := self._optional_int(f"{stem}_crit")):
+                    cr = (metric.replace("temp", "crit_temp", 1), v / 1000)
+                self.sensors.append((f"{stem}_input", metric, tags, mx, cr))
+        if not self.sensors:
+            raise CollectorUnavailable(f"no readable temperature sensors in {base}")
+
+    def read(self, now: float) -> list[Message]:
+        out: list[Message] = []
+        for file, metric, tags, mx, cr in self.sensors:
+            v = self._optional_int(file)
+            if v is None:
+                continue
+            if self.want(metric):
+                out.append(self.msg(metric, tags, v / 1000, now, "degC"))
+            for extra in (mx, cr):
+                if extra is not None and self.want(extra[0]):
+                    out.append(self.msg(extra[0], tags, extra[1], now, "degC"))
+        return out
+
+
+def sensor_metric(chip: str, label: str) -> str | None:
+    """The metric name of a hwmon temperature sensor (None without chip name and label)."""
+    if not chip and not label:
+        return None
+    if chip == "coretemp" and (label.startswith("Core ") or label.startswith("Package id ")):
+        name = "temp_" + label
+    elif chip and label:
+        name = f"{chip}_{label}"
+    else:
+        name = chip or label
+    name = name.lower().replace(" ", "_")
+    return name if "temp" in name else "temp_" + name
