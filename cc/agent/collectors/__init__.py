@@ -9,6 +9,12 @@ from cc.agent.collectors.cpu import (
     CpustatCollector,
     SchedstatCollector,
 )
+from cc.agent.collectors.fs import (
+    LustrestatCollector,
+    Nfs3statCollector,
+    Nfs4statCollector,
+    NfsiostatCollector,
+)
 from cc.agent.collectors.health import TempstatCollector
 from cc.agent.collectors.io import DiskstatCollector, IostatCollector, NetstatCollector
 from cc.agent.collectors.network import IbstatCollector
@@ -23,7 +29,8 @@ __all__ = ["AgentConfigError", "Collector", "CollectorUnavailable", "Context", "
 REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     CpustatCollector, CpufreqCollector, CpufreqCpuinfoCollector, SchedstatCollector, LoadavgCollector,
     MemstatCollector, NumastatsCollector, NetstatCollector, IostatCollector, DiskstatCollector, NvidiaCollector,
-    RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector,
+    RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector, LustrestatCollector,
+    Nfs3statCollector, Nfs4statCollector, NfsiostatCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere
