@@ -19,6 +19,7 @@ from cc.agent.collectors.health import TempstatCollector
 from cc.agent.collectors.io import DiskstatCollector, IostatCollector, NetstatCollector
 from cc.agent.collectors.network import IbstatCollector
 from cc.agent.collectors.nvidia import NvidiaCollector
+from cc.agent.collectors.parallelfs import BeegfsMetaCollector, BeegfsStorageCollector, GpfsCollector
 from cc.agent.collectors.power import RaplCollector
 from cc.agent.collectors.slurm import SlurmCgroupCollector
 from cc.agent.collectors.system import LoadavgCollector, MemstatCollector, NumastatsCollector
@@ -30,7 +31,8 @@ REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     CpustatCollector, CpufreqCollector, CpufreqCpuinfoCollector, SchedstatCollector, LoadavgCollector,
     MemstatCollector, NumastatsCollector, NetstatCollector, IostatCollector, DiskstatCollector, NvidiaCollector,
     RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector, LustrestatCollector,
-    Nfs3statCollector, Nfs4statCollector, NfsiostatCollector,
+    Nfs3statCollector, Nfs4statCollector, NfsiostatCollector, GpfsCollector, BeegfsMetaCollector,
+    BeegfsStorageCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere

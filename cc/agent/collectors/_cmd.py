@@ -28,8 +28,9 @@ def find_command(configured: str | None, default: str, what: str) -> str:
     return path
 
 
-def run_command(argv: list[str], timeout: float = TIMEOUT, stdin: bytes | None = None) -> str:
+def run_command(argv: list[str], timeout: float | None = None, stdin: bytes | None = None) -> str:
     """The command's standard output; CommandFailed with its stderr's last line otherwise."""
+    timeout = TIMEOUT if timeout is None else timeout
     try:
         p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
