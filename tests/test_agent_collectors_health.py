@@ -70,3 +70,55 @@ def test_unavailable_and_config_errors(tmp_path):
         start(tmp_path, "tempstat", {"tag_override": {"hwmon0": "socket"}})
     with pytest.raises(AgentConfigError, match=r"collectors\.tempstat\.tag_override: expected an object"):
         make_collector("tempstat", {"tag_override": []}, Context(tmp_path))
+
+
+IPMI_SENSORS = """\
+ID,Name,Type,Reading,Units,Event
+4,CPU1 Temp,Temperature,52.00,C,'OK'
+5,CPU2 Temp,Temperature,49.00,C,'OK'
+20,PS1 Input Power,Power Supply,310.00,W,'OK'
+21,PS2 Input Power,Power Supply,N/A,W,N/A
+30,FAN1,Fan,5400.00,RPM,'OK'
+40,Chassis Intru,Physical Security,N/A,N/A,'General Chassis Intrusion'
+"""
+IPMITOOL = """\
+CPU1 Temp        | 52.000     | degrees C  | ok    | 0.000     | 0.000     | 0.000     | 95.000    | 100.000   | na
+PS1 Input Power  | 310.000    | Watts      | ok    | na        | na        | na        | na        | na        | na
+PS2 Status       | 0x0        | discrete   | 0x0100| na        | na        | na        | na        | na        | na
+12V              | 12.096     | Volts      | ok    | 10.176    | 10.368    | 10.560    | 13.248    | 13.440    | 13.632
+FAN2             | na         | RPM        | na    | na        | na        | na        | na        | na        | na
+"""
+
+
+def ipmi_tools(tmp_path: Path, sensors_ok: bool = True) -> dict:
+    from tests.test_agent_collectors_fs import fake_command
+    write(tmp_path, {"sensors.out": IPMI_SENSORS, "tool.out": IPMITOOL})
+    sensors = fake_command(tmp_path, "ipmi-sensors", (
+        f'[ "$1 $2" = "--comma-separated-output --sdr-cache-recreate" ] || exit 2\ncat {tmp_path}/sensors.out\n'
+        if sensors_ok else "echo 'ipmi-sensors: could not find inband device' >&2; exit 1\n"))
+    tool = fake_command(tmp_path, "ipmitool", f'[ "$1" = sensor ] || exit 2\ncat {tmp_path}/tool.out\n')
+    return {"ipmisensors_path": str(sensors), "ipmitool_path": str(tool)}
+
+
+def test_ipmistat_ipmi_sensors_first(tmp_path):
+    c = start(tmp_path, "ipmistat", {**ipmi_tools(tmp_path), "exclude_metrics": ["fan1"]})
+    got = c.read(T1)
+    assert all(m.meta["source"] == "IpmiCollector" and m.meta["group"] == "IPMI" for m in got)
+    assert table(got) == {key("cpu1_temp", type="node"): 52.0, key("cpu2_temp", type="node"): 49.0,
+                          key("ps1_input_power", type="node"): 310.0}
+    assert {m.name: m.meta["unit"] for m in got}["ps1_input_power"] == "W"
+
+
+def test_ipmistat_falls_back_to_ipmitool(tmp_path):
+    c = start(tmp_path, "ipmistat", {**ipmi_tools(tmp_path, sensors_ok=False),
+                                     "include_metrics": ["CPU1_Temp ", "12v", "ps1_input_power"]})
+    got = c.read(T1)
+    assert table(got) == {key("cpu1_temp", type="node"): 52.0, key("ps1_input_power", type="node"): 310.0,
+                          key("12v", type="node"): pytest.approx(12.096)}
+    assert {m.name: m.meta["unit"] for m in got} == {"cpu1_temp": "degC", "ps1_input_power": "Watts",
+                                                     "12v": "Volts"}
+
+
+def test_ipmistat_unavailable(tmp_path):
+    with pytest.raises(CollectorUnavailable, match=r"could not find inband device.*'/nope/ipmitool' not found"):
+        start(tmp_path, "ipmistat", {**ipmi_tools(tmp_path, sensors_ok=False), "ipmitool_path": "/nope/ipmitool"})

@@ -1,4 +1,6 @@
-"""``tempstat``: temperatures from hwmon (``/sys/class/hwmon/hwmon*/temp*_input``).
+"""Node health: ``tempstat`` (hwmon temperatures) and ``ipmistat`` (BMC sensors through ipmi-sensors/ipmitool).
+
+``tempstat`` reads ``/sys/class/hwmon/hwmon*/temp*_input``.
 
 The metric name comes from the chip's ``name`` and the sensor's ``label`` as upstream builds it:
 coretemp's ``Core N``/``Package id N`` become ``temp_core_n``/``temp_package_id_n``, others
@@ -9,6 +11,13 @@ kept).  ``report_max_temperature``/``report_critical_temperature`` add ``max_tem
 ``type=node`` unless ``tag_override`` maps a part of the sensor's path (``"hwmon1"``) to other
 tags (``{"type": "socket", "type-id": "0"}``).  A sensor whose input cannot be read at start is
 left out; one that fails later is skipped that round.
+
+``ipmistat`` prefers ``ipmi-sensors --comma-separated-output --sdr-cache-recreate`` (``ipmisensors_path``)
+and falls back to ``ipmitool sensor`` (``ipmitool_path``), whichever answers at start; each sensor
+with a numeric reading becomes a ``type=node`` metric named after the sensor (lower case, spaces
+as ``_``: ``cpu1_temp``, ``ps1_input_power``) with its unit (ipmitool's ``degrees C`` as
+``degC``).  ``include_metrics`` (sensor names) restricts what is sent; ``use_sudo`` runs the tool
+through ``sudo -n``.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import os
 import re
 
 from cc.agent.collectors._base import AgentConfigError, Collector, CollectorUnavailable
+from cc.agent.collectors._cmd import CommandFailed, find_command, run_command
 from cc.agent.message import Message
 
 HWMON = "sys/class/hwmon"
@@ -115,3 +125,68 @@ def sensor_metric(chip: str, label: str) -> str | None:
         name = chip or label
     name = name.lower().replace(" ", "_")
     return name if "temp" in name else "temp_" + name
+
+
+_IPMITOOL_UNITS = {"degrees C": "degC", "degrees F": "degF"}
+
+
+def parse_ipmi_sensors(text: str) -> list[tuple[str, float, str]]:
+    """(name, reading, unit) from ``ipmi-sensors --comma-separated-output`` (ID,Name,Type,Reading,Units,Event)."""
+    out = []
+    for line in text.splitlines():
+        f = line.split(",")
+        if len(f) < 4 or f[3] in ("N/A", "Reading"):
+            continue
+        try:
+            v = float(f[3])
+        except ValueError:
+            continue
+        out.append((f[1].strip().replace(" ", "_").lower(), v, f[4].strip() if len(f) > 4 else ""))
+    return out
+
+
+def parse_ipmitool(text: str) -> list[tuple[str, float, str]]:
+    """(name, reading, unit) from ``ipmitool sensor`` (``name | reading | unit | status | thresholds...``)."""
+    out = []
+    for line in text.splitlines():
+        f = [x.strip() for x in line.split("|")]
+        if len(f) < 3 or f[1] in ("na", "0x0"):
+            continue
+        try:
+            v = float(f[1])
+        except ValueError:
+            continue
+        out.append((f[0].replace(" ", "_").lower(), v, _IPMITOOL_UNITS.get(f[2], f[2])))
+    return out
+
+
+class IpmistatCollector(Collector):
+    name = "ipmistat"
+    source = "IpmiCollector"
+    group = "IPMI"
+    options = {"ipmitool_path": str, "ipmisensors_path": str, "use_sudo": bool, "include_metrics": list,
+               "exclude_metrics": list, "only_metrics": list}
+
+    def init(self, now: float) -> None:
+        sudo = [find_command(None, "sudo", self.where), "-n"] if self.cfg.get("use_sudo") else []
+        self.include = {m.strip().lower() for m in self.cfg.get("include_metrics", ()) if m.strip()}
+        errors = []
+        tools = (("ipmisensors_path", "ipmi-sensors", ["--comma-separated-output", "--sdr-cache-recreate"],
+                  parse_ipmi_sensors), ("ipmitool_path", "ipmitool", ["sensor"], parse_ipmitool))
+        for key, default, args, parse in tools:
+            try:
+                argv = [*sudo, find_command(self.cfg.get(key), default, self.where), *args]
+                parse(run_command(argv))
+            except (CollectorUnavailable, CommandFailed) as e:
+                errors.append(str(e))
+                continue
+            self.argv, self.parse = argv, parse
+            return
+        raise CollectorUnavailable("; ".join(errors))
+
+    def read(self, now: float) -> list[Message]:
+        out = []
+        for name, v, unit in self.parse(run_command(self.argv)):
+            if (not self.include or name in self.include) and self.want(name):
+                out.append(self.msg(name, {"type": "node"}, v, now, unit or None))
+        return out
