@@ -9,6 +9,7 @@ from cc.agent.collectors.cpu import (
     CpustatCollector,
     SchedstatCollector,
 )
+from cc.agent.collectors.custom import CustomcmdCollector, SelfCollector
 from cc.agent.collectors.fs import (
     LustrestatCollector,
     Nfs3statCollector,
@@ -32,7 +33,7 @@ REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     MemstatCollector, NumastatsCollector, NetstatCollector, IostatCollector, DiskstatCollector, NvidiaCollector,
     RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector, LustrestatCollector,
     Nfs3statCollector, Nfs4statCollector, NfsiostatCollector, GpfsCollector, BeegfsMetaCollector,
-    BeegfsStorageCollector, IpmistatCollector,
+    BeegfsStorageCollector, IpmistatCollector, SelfCollector, CustomcmdCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere
