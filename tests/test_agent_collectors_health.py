@@ -122,3 +122,60 @@ def test_ipmistat_falls_back_to_ipmitool(tmp_path):
 def test_ipmistat_unavailable(tmp_path):
     with pytest.raises(CollectorUnavailable, match=r"could not find inband device.*'/nope/ipmitool' not found"):
         start(tmp_path, "ipmistat", {**ipmi_tools(tmp_path, sensors_ok=False), "ipmitool_path": "/nope/ipmitool"})
+
+
+def nvme_json(temp: int, hours: int) -> str:
+    import json
+    return json.dumps({"json_format_version": [1, 0], "smartctl": {"exit_status": 4}, "device": {"name": "x"},
+                       "nvme_smart_health_information_log": {
+                           "critical_warning": 0, "temperature": temp, "available_spare": 100,
+                           "available_spare_threshold": 10, "percentage_used": 3, "data_units_read": 123456,
+                           "data_units_written": 654321, "host_reads": 1000, "host_writes": 2000,
+                           "controller_busy_time": 5, "power_cycles": 42, "power_on_hours": hours,
+                           "unsafe_shutdowns": 7, "media_errors": 0, "num_err_log_entries": 12,
+                           "warning_temp_time": 0, "critical_comp_time": 0}})
+
+
+@pytest.fixture
+def smartctl(tmp_path: Path) -> Path:
+    from tests.test_agent_collectors_fs import fake_command
+    scan = ('{"devices":[{"name":"/dev/nvme0","info_name":"/dev/nvme0","type":"nvme","protocol":"NVMe"},'
+            '{"name":"/dev/nvme1","type":"nvme"},{"name":"/dev/sda","type":"sat"}]}')
+    write(tmp_path, {"scan.json": scan, "nvme0.json": nvme_json(35, 1000), "nvme1.json": "not json at all",
+                     "sda.json": '{"ata_smart_attributes": {}}'})
+    # exit status 4 (bit 2: "some SMART command failed") with valid JSON, as smartctl does
+    return fake_command(tmp_path, "smartctl", f"""\
+[ "$1 $2" = "--scan --json=c" ] && {{ cat {tmp_path}/scan.json; exit 0; }}
+[ "$1 $3" = "--json=c --all" ] || exit 64
+cat {tmp_path}/$(basename "$4").json; exit 4
+""")
+
+
+def test_smartmon_scan_and_health_log(tmp_path, smartctl):
+    c = start(tmp_path, "smartmon", {"smartctl_path": str(smartctl), "excludeMetrics": ["smartmon_crit_comp_time"],
+                                     "exclude_devices": ["/dev/sda"]})
+    assert [d for d, _ in c.devices] == ["/dev/nvme0", "/dev/nvme1"]
+    got = c.read(T1)
+    assert all(m.meta["source"] == "SmartMonCollector" and m.meta["group"] == "Disk" for m in got)
+    tags = {"type": "node", "stype": "disk", "stype-id": "/dev/nvme0"}
+    t = {m.name: m.value for m in got}
+    assert all(m.tags == tags for m in got)  # nvme1's output does not parse: left out this round
+    assert t == {"smartmon_temp": 35, "smartmon_percent_used": 3, "smartmon_avail_spare": 100,
+                 "smartmon_data_units_read": 123456, "smartmon_data_units_write": 654321,
+                 "smartmon_host_reads": 1000, "smartmon_host_writes": 2000, "smartmon_power_cycles": 42,
+                 "smartmon_power_on": 3_600_000, "smartmon_unsafe_shutdowns": 7, "smartmon_media_errors": 0,
+                 "smartmon_errlog_entries": 12, "smartmon_warn_temp_time": 0}
+    assert {m.name: m.meta.get("unit") for m in got}["smartmon_power_on"] == "sec"
+
+
+def test_smartmon_configured_devices_and_errors(tmp_path, smartctl):
+    c = start(tmp_path, "smartmon", {"smartctl_path": str(smartctl), "devices": [{"name": "/dev/sda",
+                                                                                   "type": "sat"}]})
+    assert c.read(T1) == []  # a SATA disk: no NVMe health log
+    with pytest.raises(AgentConfigError, match=r"collectors\.smartmon\.excludeMetrics: unknown metric 'temp'"):
+        start(tmp_path, "smartmon", {"smartctl_path": str(smartctl), "excludeMetrics": ["temp"]})
+    with pytest.raises(AgentConfigError, match=r"collectors\.smartmon\.devices\[0\]: expected"):
+        start(tmp_path, "smartmon", {"smartctl_path": str(smartctl), "devices": ["/dev/sda"]})
+    with pytest.raises(CollectorUnavailable, match="no \\(non-excluded\\) devices"):
+        start(tmp_path, "smartmon", {"smartctl_path": str(smartctl),
+                                     "exclude_devices": ["/dev/nvme0", "/dev/nvme1", "/dev/sda"]})

@@ -16,7 +16,7 @@ from cc.agent.collectors.fs import (
     Nfs4statCollector,
     NfsiostatCollector,
 )
-from cc.agent.collectors.health import IpmistatCollector, TempstatCollector
+from cc.agent.collectors.health import IpmistatCollector, SmartmonCollector, TempstatCollector
 from cc.agent.collectors.io import DiskstatCollector, IostatCollector, NetstatCollector
 from cc.agent.collectors.network import IbstatCollector
 from cc.agent.collectors.nvidia import NvidiaCollector
@@ -34,6 +34,7 @@ REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector, LustrestatCollector,
     Nfs3statCollector, Nfs4statCollector, NfsiostatCollector, GpfsCollector, BeegfsMetaCollector,
     BeegfsStorageCollector, IpmistatCollector, SelfCollector, CustomcmdCollector,
+    SmartmonCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere

@@ -28,8 +28,9 @@ def find_command(configured: str | None, default: str, what: str) -> str:
     return path
 
 
-def run_command(argv: list[str], timeout: float | None = None, stdin: bytes | None = None) -> str:
-    """The command's standard output; CommandFailed with its stderr's last line otherwise."""
+def run_command(argv: list[str], timeout: float | None = None, stdin: bytes | None = None,
+                ok_codes: range | tuple[int, ...] = (0,)) -> str:
+    """The command's standard output; CommandFailed (with its stderr's last line) for other exit codes."""
     timeout = TIMEOUT if timeout is None else timeout
     try:
         p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
@@ -37,7 +38,7 @@ def run_command(argv: list[str], timeout: float | None = None, stdin: bytes | No
         raise CommandFailed(f"{argv[0]}: no answer within {timeout:g} s") from None
     except OSError as e:
         raise CommandFailed(f"{argv[0]}: {e.strerror}") from None
-    if p.returncode != 0:
+    if p.returncode not in ok_codes:
         err = p.stderr.decode("utf-8", "replace").strip().splitlines()
         raise CommandFailed(f"{argv[0]} exited with {p.returncode}" + (f": {err[-1]}" if err else ""))
     return p.stdout.decode("utf-8", "replace")

@@ -1,4 +1,4 @@
-"""Node health: ``tempstat`` (hwmon temperatures) and ``ipmistat`` (BMC sensors through ipmi-sensors/ipmitool).
+"""Node health: ``tempstat`` (hwmon), ``ipmistat`` (BMC sensors: ipmi-sensors/ipmitool), ``smartmon`` (smartctl).
 
 ``tempstat`` reads ``/sys/class/hwmon/hwmon*/temp*_input``.
 
@@ -22,6 +22,7 @@ through ``sudo -n``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -189,4 +190,75 @@ class IpmistatCollector(Collector):
         for name, v, unit in self.parse(run_command(self.argv)):
             if (not self.include or name in self.include) and self.want(name):
                 out.append(self.msg(name, {"type": "node"}, v, now, unit or None))
+        return out
+
+
+#: metric, key in nvme_smart_health_information_log, factor, unit
+_SMART = (
+    ("smartmon_temp", "temperature", 1, "degC"), ("smartmon_percent_used", "percentage_used", 1, "percent"),
+    ("smartmon_avail_spare", "available_spare", 1, "percent"),
+    ("smartmon_data_units_read", "data_units_read", 1, None),
+    ("smartmon_data_units_write", "data_units_written", 1, None), ("smartmon_host_reads", "host_reads", 1, None),
+    ("smartmon_host_writes", "host_writes", 1, None), ("smartmon_power_cycles", "power_cycles", 1, None),
+    ("smartmon_power_on", "power_on_hours", 3600, "sec"), ("smartmon_unsafe_shutdowns", "unsafe_shutdowns", 1, None),
+    ("smartmon_media_errors", "media_errors", 1, None), ("smartmon_errlog_entries", "num_err_log_entries", 1, None),
+    ("smartmon_warn_temp_time", "warning_temp_time", 1, None),
+    ("smartmon_crit_comp_time", "critical_comp_time", 1, None),
+)
+
+
+class SmartmonCollector(Collector):
+    """``smartmon``: NVMe health from ``smartctl --json=c --all`` (devices from ``devices`` or ``smartctl --scan``).
+
+    Tags ``type=node,stype=disk,stype-id=<device>`` as upstream.  Upstream spells the exclusion key
+    ``excludeMetrics`` (and rejects unknown names there); both that and ``exclude_metrics`` work.
+    ``smartctl_path`` (not upstream, which searches PATH) names the command.
+    """
+
+    name = "smartmon"
+    source = "SmartMonCollector"
+    group = "Disk"
+    options = {"use_sudo": bool, "exclude_devices": list, "excludeMetrics": list, "exclude_metrics": list,
+               "only_metrics": list, "devices": list, "smartctl_path": str}
+
+    def init(self, now: float) -> None:
+        known = {m for m, *_ in _SMART}
+        for m in self.cfg.get("excludeMetrics", ()):
+            if m not in known:
+                raise AgentConfigError(f"{self.where}.excludeMetrics: unknown metric {m!r}")
+        self.exclude = self.exclude | frozenset(self.cfg.get("excludeMetrics", ()))
+        sudo = [find_command(None, "sudo", self.where), "-n"] if self.cfg.get("use_sudo") else []
+        ctl = find_command(self.cfg.get("smartctl_path"), "smartctl", self.where)
+        devices = self.cfg.get("devices")
+        if devices is not None:
+            for i, d in enumerate(devices):
+                if not (isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("type"), str)):
+                    raise AgentConfigError(f"{self.where}.devices[{i}]: expected {{\"name\": ..., \"type\": ...}}")
+        else:
+            try:
+                devices = json.loads(run_command([*sudo, ctl, "--scan", "--json=c"])).get("devices", [])
+            except (CommandFailed, ValueError, AttributeError) as e:
+                raise CollectorUnavailable(f"smartctl --scan: {e}") from None
+        skip = set(self.cfg.get("exclude_devices", ()))
+        self.devices = [(d["name"], [*sudo, ctl, "--json=c", f"--device={d.get('type', 'auto')}", "--all", d["name"]])
+                        for d in devices if isinstance(d, dict) and "name" in d and d["name"] not in skip]
+        if not self.devices:
+            raise CollectorUnavailable("no (non-excluded) devices to query")
+
+    def read(self, now: float) -> list[Message]:
+        out = []
+        for dev, argv in self.devices:
+            try:
+                # smartctl's exit status is a bit mask of health findings: judge by the JSON
+                text = run_command(argv, ok_codes=range(256))
+                log_ = json.loads(text).get("nvme_smart_health_information_log")
+            except (CommandFailed, ValueError, AttributeError):
+                continue
+            if not isinstance(log_, dict):
+                continue
+            tags = {"type": "node", "stype": "disk", "stype-id": dev}
+            for name, k, factor, unit in _SMART:
+                v = log_.get(k)
+                if isinstance(v, int | float) and self.want(name):
+                    out.append(self.msg(name, tags, v * factor, now, unit))
         return out
