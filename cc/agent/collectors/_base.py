@@ -80,6 +80,8 @@ class Collector:
     group: ClassVar[str] = ""
     #: accepted configuration keys -> expected type(s)
     options: ClassVar[dict[str, type | tuple[type, ...]]] = {"exclude_metrics": list}
+    #: list options whose items are objects (checked by the collector), not strings
+    object_lists: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: dict[str, Any] | None, ctx: Context):
         cfg = cfg or {}
@@ -92,7 +94,7 @@ class Collector:
                 raise AgentConfigError(f"{where}: unknown key {k!r} (known: {known})")
             if not isinstance(v, self.options[k]) or isinstance(v, bool) and self.options[k] is not bool:
                 raise AgentConfigError(f"{where}.{k}: expected {_type_name(self.options[k])}, got {v!r}")
-            if isinstance(v, list) and not all(isinstance(x, str) for x in v):
+            if isinstance(v, list) and k not in self.object_lists and not all(isinstance(x, str) for x in v):
                 raise AgentConfigError(f"{where}.{k}: expected a list of strings, got {v!r}")
         self.cfg = cfg
         self.where = where

@@ -220,6 +220,7 @@ class SmartmonCollector(Collector):
     group = "Disk"
     options = {"use_sudo": bool, "exclude_devices": list, "excludeMetrics": list, "exclude_metrics": list,
                "only_metrics": list, "devices": list, "smartctl_path": str}
+    object_lists = frozenset({"devices"})
 
     def init(self, now: float) -> None:
         known = {m for m, *_ in _SMART}
