@@ -319,7 +319,7 @@ def test_missing_files_make_collectors_unavailable_and_bad_options_are_named(tmp
     with pytest.raises(AgentConfigError, match=r"collectors\.netstat\.include_devices: expected a list of strings"):
         make_collector("netstat", {"include_devices": [1]}, Context(empty))
     with pytest.raises(AgentConfigError, match="unknown collector"):
-        make_collector("likwid", {}, Context(empty))
+        make_collector("perfmon", {}, Context(empty))
 
 
 def test_agent_round_over_the_fixture_tree(root):
@@ -347,7 +347,7 @@ def test_live_machine_sanity():
     ctx = Context(Path("/"), True, frozenset(REGISTRY))
     started = {}
     t0 = time.time()
-    for name in REGISTRY:
+    for name in set(REGISTRY) - {"likwid"}:  # likwid needs event sets (its live test: test_agent_collectors_likwid)
         c = make_collector(name, {"numa_stats": True} if name == "memstat" else {}, ctx)
         try:
             c.init(t0)

@@ -18,6 +18,7 @@ from cc.agent.collectors.fs import (
 )
 from cc.agent.collectors.health import IpmistatCollector, SmartmonCollector, TempstatCollector
 from cc.agent.collectors.io import DiskstatCollector, IostatCollector, NetstatCollector
+from cc.agent.collectors.likwid import LikwidCollector
 from cc.agent.collectors.network import IbstatCollector
 from cc.agent.collectors.nvidia import NvidiaCollector
 from cc.agent.collectors.parallelfs import BeegfsMetaCollector, BeegfsStorageCollector, GpfsCollector
@@ -34,12 +35,13 @@ REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector, LustrestatCollector,
     Nfs3statCollector, Nfs4statCollector, NfsiostatCollector, GpfsCollector, BeegfsMetaCollector,
     BeegfsStorageCollector, IpmistatCollector, SelfCollector, CustomcmdCollector,
-    SmartmonCollector,
+    SmartmonCollector, LikwidCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere
 #: (slurm_cgroup only when configured: on a node without jobs it would send zeros for every hwthread)
-DEFAULT_COLLECTORS: dict[str, dict] = {name: {} for name in REGISTRY if name != "slurm_cgroup"}
+#: (likwid needs its event sets configured)
+DEFAULT_COLLECTORS: dict[str, dict] = {name: {} for name in REGISTRY if name not in ("slurm_cgroup", "likwid")}
 
 
 def make_collector(name: str, cfg: dict | None, ctx: Context) -> Collector:

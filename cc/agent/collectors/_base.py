@@ -36,6 +36,7 @@ class Context:
     standard: bool = True        # also emit the ClusterCockpit standard metrics
     active: frozenset[str] = frozenset()  # names of all configured collectors
     started: set[str] = field(default_factory=set)  # the ones that initialised (filled by the agent)
+    duration: float = 1.0        # main.duration: how long a measuring collector (likwid) measures
 
 
 class Rates:

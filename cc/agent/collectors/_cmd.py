@@ -29,11 +29,11 @@ def find_command(configured: str | None, default: str, what: str) -> str:
 
 
 def run_command(argv: list[str], timeout: float | None = None, stdin: bytes | None = None,
-                ok_codes: range | tuple[int, ...] = (0,)) -> str:
+                ok_codes: range | tuple[int, ...] = (0,), env: dict[str, str] | None = None) -> str:
     """The command's standard output; CommandFailed (with its stderr's last line) for other exit codes."""
     timeout = TIMEOUT if timeout is None else timeout
     try:
-        p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
+        p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         raise CommandFailed(f"{argv[0]}: no answer within {timeout:g} s") from None
     except OSError as e:
