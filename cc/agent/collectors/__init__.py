@@ -23,6 +23,7 @@ from cc.agent.collectors.network import IbstatCollector
 from cc.agent.collectors.nvidia import NvidiaCollector
 from cc.agent.collectors.parallelfs import BeegfsMetaCollector, BeegfsStorageCollector, GpfsCollector
 from cc.agent.collectors.power import RaplCollector
+from cc.agent.collectors.rocm import RocmSmiCollector
 from cc.agent.collectors.slurm import SlurmCgroupCollector
 from cc.agent.collectors.system import LoadavgCollector, MemstatCollector, NumastatsCollector
 
@@ -35,7 +36,7 @@ REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector, LustrestatCollector,
     Nfs3statCollector, Nfs4statCollector, NfsiostatCollector, GpfsCollector, BeegfsMetaCollector,
     BeegfsStorageCollector, IpmistatCollector, SelfCollector, CustomcmdCollector,
-    SmartmonCollector, LikwidCollector,
+    SmartmonCollector, LikwidCollector, RocmSmiCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere
