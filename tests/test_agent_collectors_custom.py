@@ -70,3 +70,12 @@ def test_customcmd_commands_and_files(tmp_path, caplog):
     assert "/var/run/site.metrics: 1 line(s) not in line protocol" in caplog.text
     with pytest.raises(CollectorUnavailable, match="no command or file"):
         start(tmp_path, "customcmd", {"commands": [str(broken)]})
+
+
+def test_only_metrics_on_every_collector(tmp_path):
+    """only_metrics (not upstream) works for the older collectors too."""
+    write(tmp_path, {"proc/loadavg": "0.50 0.40 0.30 2/300 4242\n"})
+    c = start(tmp_path, "loadavg", {"only_metrics": ["load_one", "proc_total"], "exclude_metrics": ["proc_total"]})
+    assert table(c.read(T1)) == {key("load_one", type="node"): 0.5}
+    with pytest.raises(AgentConfigError, match=r"collectors\.loadavg\.only_metrics: expected a list of strings"):
+        start(tmp_path, "loadavg", {"only_metrics": "load_one"})

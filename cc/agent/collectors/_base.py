@@ -89,12 +89,13 @@ class Collector:
         where = f"collectors.{self.name}"
         if not isinstance(cfg, dict):
             raise AgentConfigError(f"{where}: expected an object, got {type(cfg).__name__}")
+        options = {"only_metrics": list, **self.options}  # every collector takes only_metrics
         for k, v in cfg.items():
-            if k not in self.options:
-                known = ", ".join(sorted(self.options)) or "none"
+            if k not in options:
+                known = ", ".join(sorted(options)) or "none"
                 raise AgentConfigError(f"{where}: unknown key {k!r} (known: {known})")
-            if not isinstance(v, self.options[k]) or isinstance(v, bool) and self.options[k] is not bool:
-                raise AgentConfigError(f"{where}.{k}: expected {_type_name(self.options[k])}, got {v!r}")
+            if not isinstance(v, options[k]) or isinstance(v, bool) and options[k] is not bool:
+                raise AgentConfigError(f"{where}.{k}: expected {_type_name(options[k])}, got {v!r}")
             if isinstance(v, list) and k not in self.object_lists and not all(isinstance(x, str) for x in v):
                 raise AgentConfigError(f"{where}.{k}: expected a list of strings, got {v!r}")
         self.cfg = cfg
