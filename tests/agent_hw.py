@@ -27,6 +27,15 @@ def write(root: Path, files: dict[str, str | int]) -> None:
         p.write_text(f"{content}\n" if isinstance(content, int) else content)
 
 
+def fake_command(tmp: Path, name: str, body: str) -> Path:
+    """An executable ``tmp/bin/<name>`` running the shell script ``body`` (prints recorded output)."""
+    p = tmp / "bin" / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("#!/bin/sh\n" + body)
+    p.chmod(0o755)
+    return p
+
+
 def deny_unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
     real = Collector.read_text
 

@@ -6,8 +6,7 @@ import pytest
 
 from cc.agent.collectors import AgentConfigError, CollectorUnavailable
 from cc.agent.collectors.custom import parse_line
-from tests.agent_hw import T1, T2, key, start, table, write
-from tests.test_agent_collectors_fs import fake_command
+from tests.agent_hw import T1, T2, fake_command, key, start, table, write
 
 STATUS = "Name:\tcc-agent\nVmPeak:\t  300000 kB\nVmSize:\t  250000 kB\nVmHWM:\t   40000 kB\nVmRSS:\t   32000 kB\n" \
          "Threads:\t3\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cc.agent.collectors import AgentConfigError, CollectorUnavailable, Context, make_collector
-from tests.agent_hw import T1, T2, key, start, table, write
+from tests.agent_hw import T1, T2, fake_command, key, start, table, write
 
 LLITE = """\
 snapshot_time             1733450000.123456789 secs.nsecs
@@ -21,14 +21,6 @@ getattr                   40 samples [usecs] 1 20 400
 statfs                    2 samples [usecs] 5 9 14
 inode_permission          99 samples [usecs] 0 3 120
 """
-
-
-def fake_command(tmp: Path, name: str, body: str) -> Path:
-    p = tmp / "bin" / name
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text("#!/bin/sh\n" + body)
-    p.chmod(0o755)
-    return p
 
 
 @pytest.fixture

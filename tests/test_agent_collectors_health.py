@@ -8,7 +8,7 @@ import pytest
 
 from cc.agent.collectors import AgentConfigError, CollectorUnavailable, Context, make_collector
 from cc.agent.collectors.health import sensor_metric
-from tests.agent_hw import T1, deny_unreadable, key, start, table, write
+from tests.agent_hw import T1, deny_unreadable, fake_command, key, start, table, write
 
 H = "sys/class/hwmon"
 
@@ -91,7 +91,6 @@ FAN2             | na         | RPM        | na    | na        | na        | na 
 
 
 def ipmi_tools(tmp_path: Path, sensors_ok: bool = True) -> dict:
-    from tests.test_agent_collectors_fs import fake_command
     write(tmp_path, {"sensors.out": IPMI_SENSORS, "tool.out": IPMITOOL})
     sensors = fake_command(tmp_path, "ipmi-sensors", (
         f'[ "$1 $2" = "--comma-separated-output --sdr-cache-recreate" ] || exit 2\ncat {tmp_path}/sensors.out\n'
@@ -138,7 +137,6 @@ def nvme_json(temp: int, hours: int) -> str:
 
 @pytest.fixture
 def smartctl(tmp_path: Path) -> Path:
-    from tests.test_agent_collectors_fs import fake_command
     scan = ('{"devices":[{"name":"/dev/nvme0","info_name":"/dev/nvme0","type":"nvme","protocol":"NVMe"},'
             '{"name":"/dev/nvme1","type":"nvme"},{"name":"/dev/sda","type":"sat"}]}')
     write(tmp_path, {"scan.json": scan, "nvme0.json": nvme_json(35, 1000), "nvme1.json": "not json at all",

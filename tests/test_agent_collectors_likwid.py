@@ -15,8 +15,7 @@ import pytest
 from cc.agent.agent import Agent
 from cc.agent.collectors import AgentConfigError, CollectorUnavailable, Context, make_collector
 from cc.agent.config import parse_agent_config
-from tests.agent_hw import T1, T2, key, table, write
-from tests.test_agent_collectors_fs import fake_command
+from tests.agent_hw import T1, T2, fake_command, key, table, write
 
 FLOPS = {"events": {"PMC0": "FP_ARITH_INST_RETIRED_SCALAR_DOUBLE", "PMC1": "FP_ARITH_INST_RETIRED_128B_PACKED_DOUBLE"},
          "metrics": [{"name": "dp_mflops", "calc": "1.0E-06*(PMC0+PMC1*2.0)/time", "type": "hwthread",

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from cc.agent.collectors import AgentConfigError, CollectorUnavailable, Context, _cmd, make_collector
-from tests.agent_hw import T1, T2, key, start, table, write
-from tests.test_agent_collectors_fs import fake_command
+from tests.agent_hw import T1, T2, fake_command, key, start, table, write
 
 REC = ("_fs_io_s_ _n_ 10.0.0.5 _nn_ node05 _rc_ {rc} _t_ {t} _tu_ 500000 _cl_ gpfs.cluster _fs_ {fs} _d_ 4 "
        "_br_ {br} _bw_ {bw} _oc_ {oc} _cc_ 40 _rdc_ {rdc} _wc_ 200 _dir_ 7 _iu_ 13\n")
