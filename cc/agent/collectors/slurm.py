@@ -96,7 +96,11 @@ class SlurmCgroupCollector(Collector):
             except OSError:
                 continue
             for u in users:
-                for n in sorted(os.listdir(f"{top}/{u}")):
+                try:
+                    names = sorted(os.listdir(f"{top}/{u}"))
+                except OSError:  # the user's last job ended while we looked
+                    continue
+                for n in names:
                     if m := _JOB_RE.match(n):
                         jobs.setdefault(m.group(1), {})[ctl] = f"{top}/{u}/{n}"
         return sorted(jobs.items(), key=lambda kv: int(kv[0]))
