@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,10 @@ def test_parse_cpus_unavailable_and_config_errors(tmp_path):
     write(tmp_path, v2_job("1", "0", 5, 5, "max", 0, 0))
     c = start(tmp_path, "slurm_cgroup", {"cgroup_base": "/" + V2})
     assert table(c.read(T1))[key("job_mem_used", type="hwthread", type_id="0", job_id="1")] == 5
+
+
+@pytest.mark.skipif(shutil.which("sudo") is None, reason="no sudo here")
+def test_v2_through_sudo(v2):
+    c = start(v2, "slurm_cgroup", {"use_sudo": True, "only_metrics": ["job_mem_used"]})
+    t = table(c.read(T1))
+    assert t[key("job_mem_used", type="hwthread", type_id="0", job_id="4711")] == 1e9
