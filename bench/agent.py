@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import resource
 import shutil
 import statistics
 import sys
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import cluster_doc, effective_settings, header, installation, percentile  # noqa: E402
 from bench.ingest import make_lines  # noqa: E402
 from cc.agent.agent import Agent  # noqa: E402
+from cc.agent.collectors import DEFAULT_COLLECTORS  # noqa: E402
 from cc.agent.config import parse_agent_config  # noqa: E402
 from cc.agent.sinks import HttpSink, WebsocketSink  # noqa: E402
 
@@ -76,11 +78,54 @@ def synthetic_node(dst: Path, hwthreads: int = 128, numa: int = 8) -> Path:
         if not d.exists():
             shutil.copytree(node / "node0", d)
         d.joinpath("meminfo").write_text((node / "node0/meminfo").read_text().replace("Node 0 ", f"Node {n} "))
+    hardware_tree(dst, hwthreads)
     return dst
 
 
-def time_rounds(root: Path, rounds: int) -> dict:
+def hardware_tree(dst: Path, hwthreads: int, sockets: int = 2, jobs: int = 4) -> None:
+    """RAPL zones, an InfiniBand HCA, coretemp sensors, Slurm job cgroups (v2), NFS mounts: what the
+    rapl, ibstat, tempstat, slurm_cgroup and nfsiostat collectors read on a real node."""
+    def put(rel: str, text: str) -> None:
+        p = dst / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+    rapl = "sys/devices/virtual/powercap/intel-rapl"
+    for s in range(sockets):
+        for rel, name in ((f"intel-rapl:{s}", f"package-{s}"), (f"intel-rapl:{s}/intel-rapl:{s}:0", "dram")):
+            put(f"{rapl}/{rel}/name", name + "\n")
+            put(f"{rapl}/{rel}/energy_uj", "123456789\n")
+            put(f"{rapl}/{rel}/max_energy_range_uj", "262143328850\n")
+    for c in ("port_rcv_data", "port_xmit_data", "port_rcv_packets", "port_xmit_packets"):
+        put(f"sys/class/infiniband/mlx5_0/ports/1/counters/{c}", "987654321\n")
+    put("sys/class/infiniband/mlx5_0/ports/1/lid", "0x1f\n")
+    cores = hwthreads // 2 // sockets
+    for s in range(sockets):
+        d = f"sys/class/hwmon/hwmon{s}"
+        put(f"{d}/name", "coretemp\n")
+        put(f"{d}/temp1_label", f"Package id {s}\n")
+        put(f"{d}/temp1_input", "45000\n")
+        for c in range(cores):
+            put(f"{d}/temp{c + 2}_label", f"Core {c}\n")
+            put(f"{d}/temp{c + 2}_input", "43000\n")
+    put("sys/devices/system/cpu/online", f"0-{hwthreads - 1}\n")
+    put("sys/fs/cgroup/cgroup.controllers", "cpuset cpu memory\n")
+    per = hwthreads // jobs
+    for j in range(jobs):
+        d = f"sys/fs/cgroup/system.slice/slurmstepd.scope/job_{1000 + j}"
+        for f, v in (("memory.current", "4000000000"), ("memory.peak", "6000000000"), ("memory.max", "max"),
+                     ("cpuset.cpus.effective", f"{j * per}-{(j + 1) * per - 1}")):
+            put(f"{d}/{f}", v + "\n")
+        put(f"{d}/cpu.stat", "usage_usec 5000000\nuser_usec 4000000\nsystem_usec 1000000\n")
+    put("proc/self/mountstats", "".join(
+        f"device nfs0{i}:/export mounted on /nfs{i} with fstype nfs4 statvers=1.1\n"
+        "\topts:\trw,vers=4.2\n\tbytes:\t1000 2000 0 0 1000 2000 10 20\n" for i in range(2)))
+
+
+def time_rounds(root: Path, rounds: int, extra: dict | None = None) -> dict:
+    collectors = {**DEFAULT_COLLECTORS, **(extra or {})}
     cfg = parse_agent_config({"root": str(root), "hostname": "bench01", "interval": "10s", "router": ROUTER,
+                              "collectors": collectors,
                               "sinks": {"store": {"type": "http", "url": "http://127.0.0.1:1/api/write"}}})
     agent = Agent(cfg)
     t0 = time.time()
@@ -127,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timestamps", type=int, default=30, help="timestamps per series (60 s apart, <= 38)")
     ap.add_argument("--batch", type=int, default=5000, help="points per request / message")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--collectors-only", action="store_true", help="only the CPU-per-round part (no installation)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("agent").setLevel(logging.ERROR)  # 'collector X not available here'
@@ -134,15 +180,22 @@ def main(argv: list[str] | None = None) -> int:
     header("cc-agent: CPU per round; WebSocket vs HTTP sink")
     tmp = Path(tempfile.mkdtemp(prefix="ccbench-agent-"))
     try:
-        for label, root in (("this machine (/)", Path("/")), ("synthetic 128 hwthreads, 8 NUMA domains",
-                                                               synthetic_node(tmp / "big"))):
-            r = time_rounds(root, args.rounds)
+        own = {"self": {"read_mem_stats": True, "read_goroutines": True, "read_rusage": True}}
+        for label, root, extra in (
+                ("this machine (/)", Path("/"), own),
+                ("synthetic 128 hwthreads, 8 NUMA domains, 2 sockets, 4 Slurm jobs", synthetic_node(tmp / "big"),
+                 {**own, "slurm_cgroup": {}, "ibstat": {"send_derived_values": True, "send_total_values": True},
+                  "nfsiostat": {"send_derived_values": True}})):
+            r = time_rounds(root, args.rounds, extra)
             print(f"   round CPU, {label}: median {r['median'] * 1e3:.2f} ms, p95 {r['p95'] * 1e3:.2f} ms "
                   f"for {r['lines']} lines ({r['median'] / r['lines'] * 1e6:.1f} µs/line; "
                   f"{r['median'] / 10 * 100:.3f} % of one core at a 10 s interval); "
                   f"collectors: {', '.join(r['collectors'])}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"   bench process peak RSS after the rounds: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.collectors_only:
+        return 0
 
     configs = [(k, gz) for gz in (True, False) for k in ("http", "ws")]
     doc = cluster_doc("c1", [("cpu_load", "hwthread", "avg")], sockets=2, cores_per_socket=32, timestep=60)

@@ -35,7 +35,7 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig):
         self.cfg = cfg
-        self.ctx = Context(cfg.root, cfg.standard, frozenset(cfg.collectors))
+        self.ctx = Context(cfg.root, cfg.standard, frozenset(cfg.collectors), duration=cfg.duration)
         self.collectors: list[Collector] = [make_collector(n, c, self.ctx) for n, c in cfg.collectors.items()]
         try:
             self.router = Router(cfg.router, cfg.hostname)

@@ -9,8 +9,22 @@ from cc.agent.collectors.cpu import (
     CpustatCollector,
     SchedstatCollector,
 )
+from cc.agent.collectors.custom import CustomcmdCollector, SelfCollector
+from cc.agent.collectors.fs import (
+    LustrestatCollector,
+    Nfs3statCollector,
+    Nfs4statCollector,
+    NfsiostatCollector,
+)
+from cc.agent.collectors.health import IpmistatCollector, SmartmonCollector, TempstatCollector
 from cc.agent.collectors.io import DiskstatCollector, IostatCollector, NetstatCollector
+from cc.agent.collectors.likwid import LikwidCollector
+from cc.agent.collectors.network import IbstatCollector
 from cc.agent.collectors.nvidia import NvidiaCollector
+from cc.agent.collectors.parallelfs import BeegfsMetaCollector, BeegfsStorageCollector, GpfsCollector
+from cc.agent.collectors.power import RaplCollector
+from cc.agent.collectors.rocm import RocmSmiCollector
+from cc.agent.collectors.slurm import SlurmCgroupCollector
 from cc.agent.collectors.system import LoadavgCollector, MemstatCollector, NumastatsCollector
 
 __all__ = ["AgentConfigError", "Collector", "CollectorUnavailable", "Context", "Rates", "REGISTRY",
@@ -19,10 +33,16 @@ __all__ = ["AgentConfigError", "Collector", "CollectorUnavailable", "Context", "
 REGISTRY: dict[str, type[Collector]] = {c.name: c for c in (
     CpustatCollector, CpufreqCollector, CpufreqCpuinfoCollector, SchedstatCollector, LoadavgCollector,
     MemstatCollector, NumastatsCollector, NetstatCollector, IostatCollector, DiskstatCollector, NvidiaCollector,
+    RaplCollector, IbstatCollector, TempstatCollector, SlurmCgroupCollector, LustrestatCollector,
+    Nfs3statCollector, Nfs4statCollector, NfsiostatCollector, GpfsCollector, BeegfsMetaCollector,
+    BeegfsStorageCollector, IpmistatCollector, SelfCollector, CustomcmdCollector,
+    SmartmonCollector, LikwidCollector, RocmSmiCollector,
 )}
 
 #: what runs when the configuration has no ``collectors`` section: everything that works anywhere
-DEFAULT_COLLECTORS: dict[str, dict] = {name: {} for name in REGISTRY}
+#: (slurm_cgroup only when configured: on a node without jobs it would send zeros for every hwthread)
+#: (likwid needs its event sets configured)
+DEFAULT_COLLECTORS: dict[str, dict] = {name: {} for name in REGISTRY if name not in ("slurm_cgroup", "likwid")}
 
 
 def make_collector(name: str, cfg: dict | None, ctx: Context) -> Collector:

@@ -36,6 +36,7 @@ class Context:
     standard: bool = True        # also emit the ClusterCockpit standard metrics
     active: frozenset[str] = frozenset()  # names of all configured collectors
     started: set[str] = field(default_factory=set)  # the ones that initialised (filled by the agent)
+    duration: float = 1.0        # main.duration: how long a measuring collector (likwid) measures
 
 
 class Rates:
@@ -55,6 +56,22 @@ class Rates:
             return None
         return dv / dt
 
+    def update_wrapping(self, key: Any, value: float, now: float, wrap: float) -> float | None:
+        """Like :meth:`update` for a counter that restarts at 0 after ``wrap`` (RAPL's max_energy_range_uj).
+
+        A smaller reading is taken as one wrap-around when ``wrap`` > 0; otherwise as a reset (None).
+        """
+        prev = self.last.get(key)
+        self.last[key] = (value, now)
+        if prev is None:
+            return None
+        dv, dt = value - prev[0], now - prev[1]
+        if dv < 0 and wrap > 0:
+            dv += wrap
+        if dt <= 0 or dv < 0:
+            return None
+        return dv / dt
+
 
 class Collector:
     """Base class; subclasses set ``name``, ``source``, ``group`` and ``options``."""
@@ -64,25 +81,30 @@ class Collector:
     group: ClassVar[str] = ""
     #: accepted configuration keys -> expected type(s)
     options: ClassVar[dict[str, type | tuple[type, ...]]] = {"exclude_metrics": list}
+    #: list options whose items are objects (checked by the collector), not strings
+    object_lists: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, cfg: dict[str, Any] | None, ctx: Context):
         cfg = cfg or {}
         where = f"collectors.{self.name}"
         if not isinstance(cfg, dict):
             raise AgentConfigError(f"{where}: expected an object, got {type(cfg).__name__}")
+        options = {"only_metrics": list, **self.options}  # every collector takes only_metrics
         for k, v in cfg.items():
-            if k not in self.options:
-                known = ", ".join(sorted(self.options)) or "none"
+            if k not in options:
+                known = ", ".join(sorted(options)) or "none"
                 raise AgentConfigError(f"{where}: unknown key {k!r} (known: {known})")
-            if not isinstance(v, self.options[k]) or isinstance(v, bool) and self.options[k] is not bool:
-                raise AgentConfigError(f"{where}.{k}: expected {_type_name(self.options[k])}, got {v!r}")
-            if isinstance(v, list) and not all(isinstance(x, str) for x in v):
+            if not isinstance(v, options[k]) or isinstance(v, bool) and options[k] is not bool:
+                raise AgentConfigError(f"{where}.{k}: expected {_type_name(options[k])}, got {v!r}")
+            if isinstance(v, list) and k not in self.object_lists and not all(isinstance(x, str) for x in v):
                 raise AgentConfigError(f"{where}.{k}: expected a list of strings, got {v!r}")
         self.cfg = cfg
         self.where = where
         self.ctx = ctx
         self.root = ctx.root
         self.exclude = frozenset(cfg.get("exclude_metrics", ()))
+        only = cfg.get("only_metrics")
+        self.only = frozenset(only) if only is not None else None
         self.meta = {"source": self.source, "group": self.group}
 
     def path(self, rel: str) -> Path:
@@ -100,7 +122,8 @@ class Collector:
         return p
 
     def want(self, metric: str) -> bool:
-        return metric not in self.exclude
+        """Not in ``exclude_metrics`` and, when ``only_metrics`` is given, listed there."""
+        return metric not in self.exclude and (self.only is None or metric in self.only)
 
     def msg(self, name: str, tags: dict[str, str], value: float | int, now: float,
             unit: str | None = None) -> Message:
