@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import trio
 
@@ -30,6 +31,25 @@ log = logging.getLogger("agent")
 DRAIN_TIMEOUT = 5.0
 
 
+def topology_constants(root: Path) -> dict[str, int]:
+    """``numHWThreads``, ``numSockets``, ``numNumaDomains``, ``smtWidth`` for aggregate functions."""
+    cpus = root / "sys/devices/system/cpu"
+    threads, sockets, cores = 0, set(), set()
+    for d in cpus.glob("cpu[0-9]*"):
+        if not d.name[3:].isdigit():
+            continue
+        threads += 1
+        try:
+            pkg = (d / "topology/physical_package_id").read_text().strip()
+            sockets.add(pkg)
+            cores.add((pkg, (d / "topology/core_id").read_text().strip()))
+        except OSError:
+            pass
+    numa = len([d for d in (root / "sys/devices/system/node").glob("node[0-9]*")])
+    return {"numHWThreads": threads, "numSockets": len(sockets) or 1, "numNumaDomains": numa or 1,
+            "smtWidth": threads // len(cores) if cores else 1}
+
+
 class Agent:
     """Builds collectors, router and sinks from an :class:`AgentConfig` (all checked up front)."""
 
@@ -38,7 +58,7 @@ class Agent:
         self.ctx = Context(cfg.root, cfg.standard, frozenset(cfg.collectors))
         self.collectors: list[Collector] = [make_collector(n, c, self.ctx) for n, c in cfg.collectors.items()]
         try:
-            self.router = Router(cfg.router, cfg.hostname)
+            self.router = Router(cfg.router, cfg.hostname, constants=topology_constants(cfg.root))
         except RouterConfigError as e:
             raise AgentConfigError(str(e)) from None
         self.sinks: list[Sink] = [make_sink(n, c) for n, c in cfg.sinks.items()]

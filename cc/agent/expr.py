@@ -331,6 +331,9 @@ class _Parser:
         if key is not None:
             k = key
             return lambda m: m.tags.get(k)
+        if n.startswith("any.") and len(n) > 4:  # tag, else meta (the aggregator's bare names)
+            ak = n[4:]
+            return lambda m: m.tags.get(ak, m.meta.get(ak))
         for prefix in ("meta.", "meta_"):
             if n.startswith(prefix) and len(n) > len(prefix):
                 mk = n[len(prefix):]
