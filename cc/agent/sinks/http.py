@@ -32,19 +32,14 @@ class HttpSink(BufferedSink):
     options = {"url", "jwt", "username", "password", "timeout", "idle_connection_timeout", "flush_delay",
                "max_retries", "gzip", "batch_size", "buffer_size", "retry_max_delay"}
 
+    gzip_default = True
+
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
-        self.url = self._url(cfg, ("http://", "https://"), "http://host:8082/api/write?cluster=NAME")
         self.headers = {"content-type": "text/plain; charset=utf-8"}
-        jwt = self._jwt(cfg)
-        if jwt is not None:
-            self.headers["authorization"] = f"Bearer {jwt}"
-        self.auth = None
-        if cfg.get("username") or cfg.get("password"):
-            if not cfg.get("username") or not cfg.get("password"):
-                raise AgentConfigError(f"{self.where}: basic authentication needs both username and password")
-            self.auth = (str(cfg["username"]), str(cfg["password"]))
-        self.gzip = cfg.get("gzip", True)
+        self.auth: tuple[str, str] | None = None
+        self.url = self._endpoint(cfg)
+        self.gzip = cfg.get("gzip", self.gzip_default)
         if not isinstance(self.gzip, bool):
             raise AgentConfigError(f"{self.where}.gzip: expected true or false")
         if self.gzip:
@@ -56,6 +51,22 @@ class HttpSink(BufferedSink):
         self._int(cfg, "max_retries", 3, minimum=0)
         self._open_buffer(cfg, 20000)
         self.failures = 0
+
+    def _endpoint(self, cfg: dict[str, Any]) -> str:
+        """The URL to POST to; sets authentication headers (subclasses address other servers)."""
+        url = self._url(cfg, ("http://", "https://"), "http://host:8082/api/write?cluster=NAME")
+        jwt = self._jwt(cfg)
+        if jwt is not None:
+            self.headers["authorization"] = f"Bearer {jwt}"
+        self._basic_auth(cfg.get("username"), cfg.get("password"), "username")
+        return url
+
+    def _basic_auth(self, user: Any, password: Any, user_key: str) -> None:
+        if user or password:
+            if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
+                raise AgentConfigError(f"{self.where}: basic authentication needs both {user_key} and password "
+                                       "(strings)")
+            self.auth = (user, password)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=self.idle_timeout)
