@@ -238,7 +238,7 @@ def test_agent_config_errors_name_the_key(tmp_path):
     assert "main.root:" in err({"root": str(tmp_path / "nope")})
     assert "collectors.cpustatt: unknown collector" in err({"collectors": {"cpustatt": {}}})
     assert "sinks-file: file" in err({"sinks-file": "nope.json"})
-    assert "receivers: not supported" in err({"receivers": {"x": {"type": "nats"}}})
+    assert "receivers: expected an object" in err({"receivers": [{"type": "nats"}]})
     (tmp_path / "router.json").write_text('{"cluster": "c9"}')
     cfg = parse_agent_config({"router-file": "router.json", "main": {"interval": "30s", "hostname": "h"}},
                              tmp_path)

@@ -17,7 +17,8 @@ path, relative to this file), as cc-metric-collector's ``config.json`` does.  ``
 default ``/``), ``standard_metrics`` (default true: also send ClusterCockpit's standard
 names), ``align_interval`` (default true: rounds start at multiples of the interval, so
 all nodes share timestamps).  Without ``collectors`` every collector is tried; without
-``sinks`` lines go to stdout.
+``sinks`` lines go to stdout.  ``receivers`` (``http``, ``nats``, ``redfish``, ``ipmi``)
+forward metrics from elsewhere through the router to the sinks.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class AgentConfig:
     collectors: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_COLLECTORS))
     router: dict[str, Any] = field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = field(default_factory=lambda: {"stdout": {"type": "stdout"}})
+    receivers: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
 
 
@@ -144,8 +146,10 @@ def parse_agent_config(raw: Any, base: Path = Path("."), path: Path | None = Non
             raise AgentConfigError("sinks: expected an object {name: {type, ...}} with at least one sink")
         cfg.sinks = sinks
     receivers = _component(raw, "receivers", base)
-    if receivers:
-        raise AgentConfigError("receivers: not supported by cc-agent (leave it out or empty)")
+    if receivers is not None:
+        if not isinstance(receivers, dict):
+            raise AgentConfigError("receivers: expected an object {name: {type, ...}}")
+        cfg.receivers = receivers
     return cfg
 
 

@@ -364,6 +364,16 @@ class Router:
             p.where, p.labels = saved, {}
         p.build()
 
+    def forward(self, msgs: list[Message]) -> list[Message]:
+        """Messages from a receiver: tagged and processed, but their own timestamps are kept."""
+        htag, host, cluster = self.hostname_tag, self.hostname, self.cluster
+        for m in msgs:
+            if htag not in m.tags:
+                m.tags[htag] = host
+            if cluster is not None and "cluster" not in m.tags:
+                m.tags["cluster"] = cluster
+        return self.processor.process_many(msgs)
+
     def route(self, msgs: list[Message], interval_ts: float | None = None) -> list[Message]:
         """Tag, stamp and process one round of messages (in place); returns the ones to send."""
         htag, host, cluster = self.hostname_tag, self.hostname, self.cluster
