@@ -15,8 +15,7 @@ is taken from the first matching message that has it.
 
 Unlike upstream, which emits derived metrics one interval late, the result is sent in
 the same round with the round's timestamp.  In ``if``, a bare name that is no keyword is a
-tag or meta key (``source == 'MemstatCollector'``), and ``metric.Name()`` is the name, as
-upstream's examples write them.  Parsing is our own; nothing is ``eval``-ed.
+tag or meta key (``source == 'MemstatCollector'``), as upstream's examples write them.  Parsing is our own; nothing is ``eval``-ed.
 """
 
 from __future__ import annotations
@@ -164,8 +163,6 @@ def _bin(op: str, a: _Fn, b: _Fn) -> _Fn:
 
 
 def _condition(text: Any, where: str, env: dict[str, Any]) -> Condition:
-    if isinstance(text, str):
-        text = text.replace("metric.Name()", "name")
     try:
         return compile_condition(text, where, env)
     except ConditionError as e:

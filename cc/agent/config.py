@@ -23,6 +23,7 @@ forward metrics from elsewhere through the router to the sinks.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -34,7 +35,18 @@ import orjson
 from cc.agent.collectors import DEFAULT_COLLECTORS, REGISTRY, AgentConfigError
 from cc.config import ConfigError, parse_duration
 
-__all__ = ["AgentConfig", "AgentConfigError", "load_agent_config", "parse_agent_config"]
+__all__ = ["AgentConfig", "AgentConfigError", "load_agent_config", "parse_agent_config", "UPSTREAM_COLLECTORS"]
+
+log = logging.getLogger("agent")
+
+#: cc-metric-collector's collectors; those missing from REGISTRY are skipped, not refused
+UPSTREAM_COLLECTORS = frozenset({
+    "beegfs_meta", "beegfs_storage", "cpufreq", "cpufreq_cpuinfo", "cpustat", "customcmd", "diskstat",
+    "gpfs", "ibstat", "ibstat_perfquery", "iostat", "ipmistat", "likwid", "loadavg", "lustrestat", "memstat",
+    "netstat", "nfs3stat", "nfs4stat", "nfsiostat", "numastats", "nvidia", "rapl", "rocm_smi", "schedstat",
+    "self", "slurm_cgroup", "smartmon", "tempstat", "topprocs",
+})
+
 
 _TOP = {"main", "interval", "duration", "hostname", "root", "standard_metrics", "align_interval",
         "collectors", "collectors-file", "router", "router-file", "sinks", "sinks-file",
@@ -129,12 +141,19 @@ def parse_agent_config(raw: Any, base: Path = Path("."), path: Path | None = Non
     if collectors is not None:
         if not isinstance(collectors, dict):
             raise AgentConfigError("collectors: expected an object {name: options}")
+        missing = []
         for name, c in collectors.items():
+            if name not in REGISTRY and name in UPSTREAM_COLLECTORS:
+                missing.append(name)
+                continue
             if name not in REGISTRY:
                 raise AgentConfigError(f"collectors.{name}: unknown collector (known: {', '.join(sorted(REGISTRY))})")
             if c is not None and not isinstance(c, dict):
                 raise AgentConfigError(f"collectors.{name}: expected an object of options")
-        cfg.collectors = {k: v or {} for k, v in collectors.items()}
+        if missing:
+            log.warning("collectors %s: cc-metric-collector has them, this cc-agent does not; skipping them",
+                        ", ".join(missing))
+        cfg.collectors = {k: v or {} for k, v in collectors.items() if k not in missing}
     router = _component(raw, "router", base)
     if router is not None:
         if not isinstance(router, dict):
