@@ -79,6 +79,29 @@ def test_influxdb_sink_url_with_ssl_org_and_auth():
     assert s.auth == ("u", "p") and s.meta_as_tags == ("unit", "source", "group")
 
 
+def test_influxasync_sink_from_upstreams_sinks_json():
+    s = make_sink("influxdb", {  # cc-metric-collector's own sinks.json
+        "type": "influxasync", "database": "Bucket", "host": "localhost", "port": "8086", "user": "",
+        "password": "9GQv2m099okVndYbhkZT_lcMsH2XMcjlGkJT59D-fJyytowDwTNgiG8FJli1YI6HSvjaJOf_xtF2cZZis7CbJQ==",
+        "organization": "myorg", "ssl": False, "batch_size": 200, "retry_interval": "1s",
+        "retry_exponential_base": 2, "max_retries": 20, "max_retry_time": "168h", "meta_as_tags": []})
+    assert isinstance(s, InfluxSink) and s.url == "http://localhost:8086/write?db=Bucket&precision=s&org=myorg"
+    assert s.headers["authorization"].startswith("Token 9GQv2m") and s.auth is None
+    assert (s.batch_size, s.retry_first, s.retry_base, s.give_up_retries, s.give_up_after) == (
+        200, 1.0, 2.0, 20, 168 * 3600.0)
+
+
+async def test_influxdb_sink_max_retries_drops_a_batch_and_says_so(caplog):
+    sink = make_sink("i", {"type": "influxdb", "host": "127.0.0.1", "port": str(free_port()), "database": "d",
+                           "retry_interval": "10ms", "max_retries": 2, "batch_size": 100})
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sink.run)
+        sink.submit(_round(1.0))
+        await wait_for(lambda: sink.pending() == 0, 30, "the batch given up")
+        nursery.cancel_scope.cancel()
+    assert "dropping a batch of 3 points after 3 failed attempts" in caplog.text
+
+
 async def test_prometheus_sink_serves_the_newest_values_on_its_path():
     port = free_port()
     sink = make_sink("prom", {"type": "prometheus", "host": "127.0.0.1", "port": str(port), "path": "metrics",

@@ -18,6 +18,7 @@ __all__ = ["Sink", "LineBuffer", "HttpSink", "NatsSink", "WebsocketSink", "Stdou
 
 TYPES: dict[str, type[Sink]] = {"http": HttpSink, "websocket": WebsocketSink, "ws": WebsocketSink,
                                 "nats": NatsSink, "stdout": StdoutSink, "influxdb": InfluxSink,
+                                "influxasync": InfluxSink,
                                 "prometheus": PrometheusSink}
 
 

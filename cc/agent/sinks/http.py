@@ -51,6 +51,11 @@ class HttpSink(BufferedSink):
         self._int(cfg, "max_retries", 3, minimum=0)
         self._open_buffer(cfg, 20000)
         self.failures = 0
+        # backoff: first delay, factor; a subclass may bound how long one batch is retried
+        self.retry_first, self.retry_base = 0.5, 2.0
+        self.give_up_retries: int | None = None
+        self.give_up_after: float | None = None
+        self._failing_since = 0.0
 
     def _endpoint(self, cfg: dict[str, Any]) -> str:
         """The URL to POST to; sets authentication headers (subclasses address other servers)."""
@@ -99,9 +104,25 @@ class HttpSink(BufferedSink):
                                    self.where, lines[0])
                     self.buffer.release(start + 1)
                 else:
+                    if self.failures == 0:
+                        self._failing_since = trio.current_time()
                     self.failures += 1
-                    delay = min(self.retry_max_delay, max(0.5, delay * 2))
+                    if self._give_up(len(lines)):
+                        self.buffer.release(start + len(lines))
+                        self.failures, delay = 0, 0.0
+                        continue
+                    delay = min(self.retry_max_delay, max(self.retry_first, delay * self.retry_base))
                     await trio.sleep(delay)
+
+    def _give_up(self, n: int) -> bool:
+        """True (and logged) when a configured retry bound for this batch is exhausted."""
+        over_count = self.give_up_retries is not None and self.failures > self.give_up_retries
+        over_time = self.give_up_after is not None and trio.current_time() - self._failing_since >= self.give_up_after
+        if over_count or over_time:
+            self.log.error("%s: dropping a batch of %d points after %d failed attempts (max_retries / "
+                           "max_retry_time reached)", self.where, n, self.failures)
+            return True
+        return False
 
     def _body(self, lines: list[str]) -> bytes:
         body = ("\n".join(lines) + "\n").encode()
