@@ -14,7 +14,8 @@ Grammar (loosest binding first)::
 
 Names: ``name``, ``value``, ``timestamp``/``time``, ``messagetype``/``msgtype`` (always
 ``metric``), ``type``, ``type-id``, ``stype``, ``stype-id``, ``hostname``, ``cluster``, any tag
-as ``tag.KEY``/``tags.KEY``/``tag_KEY``/``tags_KEY``, meta as ``meta.KEY``/``meta_KEY``, the
+as ``tag.KEY``/``tags.KEY``/``tag_KEY``/``tags_KEY``, meta as ``meta.KEY``/``meta_KEY``,
+``any.KEY`` (the tag, else the meta value: how the aggregator reads upstream's bare names), the
 value as ``field.value``/``fields.value``/``field_value``, and constants from
 ``add_base_env``.  A missing tag or meta is ``nil``.  Strings are in single (or double)
 quotes.  In regular expressions (``matches``, ``match(re, s)``) write ``%`` for ``\\`` as
