@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from cc.agent.agent import Agent
 from cc.agent.cli import main as agent_main
-from cc.agent.collectors import REGISTRY
+from cc.agent.collectors import REGISTRY, AgentConfigError
 from cc.agent.config import UPSTREAM_COLLECTORS, load_agent_config
 from tests.helpers import free_port
 
@@ -144,6 +145,10 @@ def test_once_with_collectors_prints_one_round_of_those(tmp_path, capsys):
     assert "--collectors: unknown collector 'nope'" in capsys.readouterr().err
 
 
-def test_upstream_collector_names_cover_ours():
-    assert set(REGISTRY) - UPSTREAM_COLLECTORS <= set(REGISTRY)  # ours may add names; upstream's are listed
+def test_a_collector_name_nobody_has_is_still_an_error(tmp_path, capsys):
     assert {"likwid", "rapl", "ibstat", "slurm_cgroup"} <= UPSTREAM_COLLECTORS
+    write(tmp_path / "collectors.json", {"loadavgg": {}})
+    assert agent_main(["check", str(tmp_path / "collectors.json")]) == 1
+    assert "collectors.loadavgg: unknown collector (known: " in capsys.readouterr().out
+    with pytest.raises(AgentConfigError, match="collectors.loadavgg: unknown collector"):
+        load_agent_config(write(tmp_path / "c.json", {"collectors": {"loadavgg": {}}}))
