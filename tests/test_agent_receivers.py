@@ -304,3 +304,20 @@ def test_receiver_config_errors_name_the_key(cfg, error):
     with pytest.raises(AgentConfigError) as e:
         make_receiver("r", cfg)
     assert error in str(e.value)
+
+
+async def test_redfish_receiver_verifies_the_certificate_when_asked(tmp_path, caplog):
+    srv = RedfishServer(tmp_path)
+    try:
+        agent, out = agent_with(tmp_path, {"bmc": {
+            "type": "redfish", "username": "admin", "password": "secret", "interval": "1h", "http_insecure": False,
+            "endpoint": f"https://127.0.0.1:{srv.port}", "client_config": [{"host_list": "node01"}]}})
+        async with trio.open_nursery() as nursery:
+            shutdown = trio.Event()
+            await nursery.start(agent.run, shutdown)
+            await wait_for(lambda: agent.receivers[0].devices[0].failures > 0, 30, "the refused certificate")
+            shutdown.set()
+        assert lines(out) == [] and srv.requests == []
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+    finally:
+        srv.stop()

@@ -21,7 +21,7 @@ from cc.agent.message import Message
 from cc.agent.receivers._base import Emit, Receiver
 from cc.agent.sinks._base import duration_option
 
-__all__ = ["Device", "BmcReceiver"]
+__all__ = ["Device", "BmcReceiver", "describe"]
 
 
 @dataclass
@@ -33,6 +33,18 @@ class Device:
     exclude: frozenset[str]
     options: dict[str, Any] = field(default_factory=dict)
     failures: int = 0
+
+
+def describe(e: BaseException) -> str:
+    """``Type: message`` of ``e`` and its causes (httpx's connection errors carry theirs there)."""
+    parts, seen = [], set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen and len(parts) < 4:
+        seen.add(id(cur))
+        text = str(cur).strip()
+        parts.append(f"{type(cur).__name__}: {text}" if text else type(cur).__name__)
+        cur = cur.__cause__ or cur.__context__
+    return " <- ".join(parts)
 
 
 class BmcReceiver(Receiver):
@@ -112,8 +124,8 @@ class BmcReceiver(Receiver):
                 except Exception as e:  # one broken BMC must not stop the others
                     dev.failures += 1
                     if dev.failures & (dev.failures - 1) == 0:
-                        self.log.error("%s: reading %s (%s) failed (%d times in a row): %s: %s", self.where,
-                                       dev.hostname, dev.endpoint, dev.failures, type(e).__name__, e)
+                        self.log.error("%s: reading %s (%s) failed (%d times in a row): %s", self.where,
+                                       dev.hostname, dev.endpoint, dev.failures, describe(e))
                     return
                 if dev.failures:
                     self.log.info("%s: %s answers again after %d failures", self.where, dev.hostname, dev.failures)
