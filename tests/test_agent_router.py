@@ -181,7 +181,19 @@ def test_legacy_router_keys():
     ({"drop_metrics": [1]}, "router.drop_metrics[0]: expected a metric name"),
     ({"interval_timestamp": "yes"}, "router.interval_timestamp: expected true or false"),
     ({"cluster": ""}, "router.cluster: expected a cluster name"),
-    ({"interval_aggregates": [{"name": "x"}]}, "router.interval_aggregates: not supported"),
+    ({"interval_aggregates": [{"name": "x"}]}, "router.interval_aggregates[0].function: expected an expression"),
+    ({"interval_aggregates": {"name": "x"}}, "router.interval_aggregates: expected a list"),
+    ({"interval_aggregates": [{"name": "x", "function": "sum(values", "if": "true"}]},
+     "router.interval_aggregates[0].function: sum() takes one list, expected ')'"),
+    ({"interval_aggregates": [{"name": "x", "function": "exec(values)"}]},
+     "router.interval_aggregates[0].function: unknown function 'exec'"),
+    ({"interval_aggregates": [{"name": "x", "function": "sum(values)", "if": "name =="}]},
+     "router.interval_aggregates[0].if: unexpected 'end of condition'"),
+    ({"interval_aggregates": [{"name": "x", "function": "sum(values)", "tag": {}}]},
+     "router.interval_aggregates[0]: unknown key 'tag'"),
+    ({"interval_aggregates": [{"name": "x", "function": "sum(values)", "meta": {"unit": 1}}]},
+     "router.interval_aggregates[0].meta: expected an object of strings"),
+    ({"num_cache_intervals": -1}, "router.num_cache_intervals: expected an integer >= 0"),
 ])
 def test_router_config_errors_name_the_key(cfg, error):
     with pytest.raises(RouterConfigError) as e:
@@ -226,7 +238,7 @@ def test_agent_config_errors_name_the_key(tmp_path):
     assert "main.root:" in err({"root": str(tmp_path / "nope")})
     assert "collectors.cpustatt: unknown collector" in err({"collectors": {"cpustatt": {}}})
     assert "sinks-file: file" in err({"sinks-file": "nope.json"})
-    assert "receivers: not supported" in err({"receivers": {"x": {"type": "nats"}}})
+    assert "receivers: expected an object" in err({"receivers": [{"type": "nats"}]})
     (tmp_path / "router.json").write_text('{"cluster": "c9"}')
     cfg = parse_agent_config({"router-file": "router.json", "main": {"interval": "30s", "hostname": "h"}},
                              tmp_path)
@@ -253,3 +265,63 @@ def test_cli_reports_config_errors_and_once_prints_a_round(tmp_path, capsys):
     names = [ln.split(",", 1)[0] for ln in lines]
     assert names == ["load_one", "load_five", "load_fifteen", "proc_run", "proc_total", "cpu_load", "mem_used"]
     assert all(",cluster=c1,hostname=once1," in ln for ln in lines)
+
+
+def _bw(name, value, sock):
+    return Message(name, {"type": "socket", "type-id": sock}, {"unit": "MB/s", "source": "likwid"}, value, 7.0)
+
+
+def test_interval_aggregates_derive_metrics_in_the_same_round():
+    cfg = {"hostname_tag": "hostname", "cluster": "c1", "interval_aggregates": [
+        {"name": "mem_bw", "if": "name == 'mem_read_bw' || name == 'mem_write_bw'",
+         "function": "sum(mem_read_bw) + sum(mem_write_bw)", "tags": {"type": "node"},
+         "meta": {"unit": "<copy>", "source": "<copy>", "group": "Memory"}},
+        {"name": "temp_cores_avg", "if": "match('temp_core_%d+', metric.Name())", "function": "avg(values)",
+         "tags": {"type": "node"}, "meta": {"unit": "degC"}},
+        {"name": "bw_sockets", "if": "source == 'likwid' && name == 'mem_read_bw'", "function": "len(values)",
+         "tags": {"type": "node"}},
+        {"name": "never", "if": "name == 'nope'", "function": "sum(values)"},
+        {"name": "per_thread", "if": "name == 'mem_read_bw'", "function": "max(values) / numHWThreads * 2"},
+    ]}
+    r = Router(cfg, "n7", constants={"numHWThreads": 4})
+    msgs = [_bw("mem_read_bw", 10.0, "0"), _bw("mem_read_bw", 20.0, "1"), _bw("mem_write_bw", 5.5, "0"),
+            Message("temp_core_0", {"type": "core", "type-id": "0"}, {}, 40, 7.0),
+            Message("temp_core_1", {"type": "core", "type-id": "1"}, {}, 50, 7.0)]
+    out = r.route(msgs, 60.0)
+    derived = {m.name: m for m in out[5:]}
+    assert list(derived) == ["mem_bw", "temp_cores_avg", "bw_sockets", "per_thread"]
+    assert derived["mem_bw"] == Message("mem_bw", {"hostname": "n7", "cluster": "c1", "type": "node"},
+                                        {"unit": "MB/s", "source": "likwid", "group": "Memory"}, 35.5, 60.0)
+    assert derived["temp_cores_avg"] == Message("temp_cores_avg", {"hostname": "n7", "cluster": "c1", "type": "node"},
+                                                {"unit": "degC"}, 45.0, 60.0)
+    assert derived["bw_sockets"].value == 2.0 and derived["per_thread"].value == 10.0
+    assert encode(derived["mem_bw"]) == "mem_bw,cluster=c1,hostname=n7,type=node value=35.5 60"
+
+
+def test_interval_aggregates_pass_the_processor_and_inputs_can_be_dropped():
+    cfg = {"interval_aggregates": [{"name": "mem_bw", "if": "match('mem_.*_bw', name)", "function": "sum(values)",
+                                    "tags": {"type": "node"}}],
+           "drop_metrics_if": ["match('mem_.*_bw', name)"],
+           "rename_metrics": {"mem_bw": "memory_bandwidth"}}
+    out = Router(cfg, "n1").route([_bw("mem_read_bw", 1.0, "0"), _bw("mem_write_bw", 2.0, "0")], 5.0)
+    assert out == [Message("memory_bandwidth", {"hostname": "n1", "type": "node"}, {"oldname": "mem_bw"}, 3.0, 5.0)]
+
+
+def test_interval_aggregate_failing_function_skips_the_round(caplog):
+    r = Router({"interval_aggregates": [{"name": "ratio", "if": "true", "function": "sum(a) / sum(b)"}]}, "h")
+    out = r.route([Message("a", {}, {}, 1.0, 1.0), Message("b", {}, {}, 0.0, 1.0)], 1.0)
+    assert [m.name for m in out] == ["a", "b"]
+    assert "cannot compute ratio" in caplog.text
+    out = r.route([Message("a", {}, {}, 1.0, 1.0), Message("b", {}, {}, 4.0, 1.0)], 2.0)
+    assert out[-1] == Message("ratio", {"hostname": "h"}, {}, 0.25, 2.0)
+
+
+def test_legacy_tags_with_conditions_and_hostname_tag():
+    cfg = {"hostname_tag": "host",
+           "add_tags": [{"key": "type", "value": "socket", "if": "name == 'temp_package_id_0'"},
+                        {"key": "type-id", "value": "0", "if": "name == 'temp_package_id_0'"}],
+           "delete_tags": [{"key": "unit", "if": "tag.type == 'socket'"}]}
+    out = Router(cfg, "n3").route([Message("temp_package_id_0", {"type": "node", "unit": "degC"}, {}, 51, 3.0),
+                                   Message("other", {"type": "node", "unit": "degC"}, {}, 1, 3.0)], 10.0)
+    assert out == [Message("temp_package_id_0", {"type": "socket", "type-id": "0", "host": "n3"}, {}, 51, 10.0),
+                   Message("other", {"type": "node", "unit": "degC", "host": "n3"}, {}, 1, 10.0)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import trio
 
@@ -20,6 +21,7 @@ from cc.agent.collectors import REGISTRY, Collector, CollectorUnavailable, Conte
 from cc.agent.collectors._base import AgentConfigError
 from cc.agent.config import AgentConfig
 from cc.agent.message import Message, encode_many
+from cc.agent.receivers import Receiver, make_receiver
 from cc.agent.router import Router, RouterConfigError
 from cc.agent.sinks import Sink, make_sink
 
@@ -30,6 +32,25 @@ log = logging.getLogger("agent")
 DRAIN_TIMEOUT = 5.0
 
 
+def topology_constants(root: Path) -> dict[str, int]:
+    """``numHWThreads``, ``numSockets``, ``numNumaDomains``, ``smtWidth`` for aggregate functions."""
+    cpus = root / "sys/devices/system/cpu"
+    threads, sockets, cores = 0, set(), set()
+    for d in cpus.glob("cpu[0-9]*"):
+        if not d.name[3:].isdigit():
+            continue
+        threads += 1
+        try:
+            pkg = (d / "topology/physical_package_id").read_text().strip()
+            sockets.add(pkg)
+            cores.add((pkg, (d / "topology/core_id").read_text().strip()))
+        except OSError:
+            pass
+    numa = len([d for d in (root / "sys/devices/system/node").glob("node[0-9]*")])
+    return {"numHWThreads": threads, "numSockets": len(sockets) or 1, "numNumaDomains": numa or 1,
+            "smtWidth": threads // len(cores) if cores else 1}
+
+
 class Agent:
     """Builds collectors, router and sinks from an :class:`AgentConfig` (all checked up front)."""
 
@@ -38,10 +59,11 @@ class Agent:
         self.ctx = Context(cfg.root, cfg.standard, frozenset(cfg.collectors), duration=cfg.duration)
         self.collectors: list[Collector] = [make_collector(n, c, self.ctx) for n, c in cfg.collectors.items()]
         try:
-            self.router = Router(cfg.router, cfg.hostname)
+            self.router = Router(cfg.router, cfg.hostname, constants=topology_constants(cfg.root))
         except RouterConfigError as e:
             raise AgentConfigError(str(e)) from None
         self.sinks: list[Sink] = [make_sink(n, c) for n, c in cfg.sinks.items()]
+        self.receivers: list[Receiver] = [make_receiver(n, c) for n, c in cfg.receivers.items()]
         self.active: list[Collector] = []
         self.rounds = 0
         self.skipped = 0
@@ -119,29 +141,43 @@ class Agent:
         async with trio.open_nursery() as nursery:
             for s in self.sinks:
                 await nursery.start(s.run)
-            self.start_collectors(time.time())
-            task_status.started()
-            iv = self.cfg.interval
-            tick = self.first_tick(time.time())
-            done = 0
-            while max_rounds is None or done < max_rounds:
-                with trio.move_on_after(max(0.0, tick - time.time())):
-                    await shutdown.wait()
-                if shutdown.is_set():
-                    break
-                per_sink = await trio.to_thread.run_sync(self.round, tick)
-                for s, lines in zip(self.sinks, per_sink, strict=True):
-                    s.accept(lines)
-                done += 1
-                tick += iv
-                now = time.time()
-                if tick <= now:
-                    missed = math.floor((now - tick) / iv) + 1
-                    self.skipped += missed
-                    log.warning("round took longer than the interval (%g s); skipping %d round(s)", iv, missed)
-                    tick += missed * iv
+            async with trio.open_nursery() as receiving:
+                for r in self.receivers:
+                    await receiving.start(r.run, self.forward)
+                self.start_collectors(time.time())
+                task_status.started()
+                await self._rounds(shutdown, max_rounds)
+                receiving.cancel_scope.cancel()  # stop taking in, then deliver what was taken
             await self.drain()
             nursery.cancel_scope.cancel()
+
+    async def _rounds(self, shutdown: trio.Event, max_rounds: int | None) -> None:
+        iv = self.cfg.interval
+        tick = self.first_tick(time.time())
+        done = 0
+        while max_rounds is None or done < max_rounds:
+            with trio.move_on_after(max(0.0, tick - time.time())):
+                await shutdown.wait()
+            if shutdown.is_set():
+                break
+            per_sink = await trio.to_thread.run_sync(self.round, tick)
+            for s, lines in zip(self.sinks, per_sink, strict=True):
+                s.accept(lines)
+            done += 1
+            tick += iv
+            now = time.time()
+            if tick <= now:
+                missed = math.floor((now - tick) / iv) + 1
+                self.skipped += missed
+                log.warning("round took longer than the interval (%g s); skipping %d round(s)", iv, missed)
+                tick += missed * iv
+
+    def forward(self, msgs: list[Message]) -> None:
+        """A receiver's messages: through the router's processing to every sink (Trio thread)."""
+        msgs = self.router.forward(msgs)
+        if msgs:
+            for s in self.sinks:
+                s.submit(msgs)
 
     async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Give the sinks ``timeout`` seconds to deliver what they hold, then report what is left."""

@@ -17,11 +17,13 @@ path, relative to this file), as cc-metric-collector's ``config.json`` does.  ``
 default ``/``), ``standard_metrics`` (default true: also send ClusterCockpit's standard
 names), ``align_interval`` (default true: rounds start at multiples of the interval, so
 all nodes share timestamps).  Without ``collectors`` every collector is tried; without
-``sinks`` lines go to stdout.
+``sinks`` lines go to stdout.  ``receivers`` (``http``, ``nats``, ``redfish``, ``ipmi``)
+forward metrics from elsewhere through the router to the sinks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -33,7 +35,18 @@ import orjson
 from cc.agent.collectors import DEFAULT_COLLECTORS, REGISTRY, AgentConfigError
 from cc.config import ConfigError, parse_duration
 
-__all__ = ["AgentConfig", "AgentConfigError", "load_agent_config", "parse_agent_config"]
+__all__ = ["AgentConfig", "AgentConfigError", "load_agent_config", "parse_agent_config", "UPSTREAM_COLLECTORS"]
+
+log = logging.getLogger("agent")
+
+#: cc-metric-collector's collectors; those missing from REGISTRY are skipped, not refused
+UPSTREAM_COLLECTORS = frozenset({
+    "beegfs_meta", "beegfs_storage", "cpufreq", "cpufreq_cpuinfo", "cpustat", "customcmd", "diskstat",
+    "gpfs", "ibstat", "ibstat_perfquery", "iostat", "ipmistat", "likwid", "loadavg", "lustrestat", "memstat",
+    "netstat", "nfs3stat", "nfs4stat", "nfsiostat", "numastats", "nvidia", "rapl", "rocm_smi", "schedstat",
+    "self", "slurm_cgroup", "smartmon", "tempstat", "topprocs",
+})
+
 
 _TOP = {"main", "interval", "duration", "hostname", "root", "standard_metrics", "align_interval",
         "collectors", "collectors-file", "router", "router-file", "sinks", "sinks-file",
@@ -52,6 +65,7 @@ class AgentConfig:
     collectors: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_COLLECTORS))
     router: dict[str, Any] = field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = field(default_factory=lambda: {"stdout": {"type": "stdout"}})
+    receivers: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None
 
 
@@ -127,12 +141,19 @@ def parse_agent_config(raw: Any, base: Path = Path("."), path: Path | None = Non
     if collectors is not None:
         if not isinstance(collectors, dict):
             raise AgentConfigError("collectors: expected an object {name: options}")
+        missing = []
         for name, c in collectors.items():
+            if name not in REGISTRY and name in UPSTREAM_COLLECTORS:
+                missing.append(name)
+                continue
             if name not in REGISTRY:
                 raise AgentConfigError(f"collectors.{name}: unknown collector (known: {', '.join(sorted(REGISTRY))})")
             if c is not None and not isinstance(c, dict):
                 raise AgentConfigError(f"collectors.{name}: expected an object of options")
-        cfg.collectors = {k: v or {} for k, v in collectors.items()}
+        if missing:
+            log.warning("collectors %s: cc-metric-collector has them, this cc-agent does not; skipping them",
+                        ", ".join(missing))
+        cfg.collectors = {k: v or {} for k, v in collectors.items() if k not in missing}
     router = _component(raw, "router", base)
     if router is not None:
         if not isinstance(router, dict):
@@ -144,8 +165,10 @@ def parse_agent_config(raw: Any, base: Path = Path("."), path: Path | None = Non
             raise AgentConfigError("sinks: expected an object {name: {type, ...}} with at least one sink")
         cfg.sinks = sinks
     receivers = _component(raw, "receivers", base)
-    if receivers:
-        raise AgentConfigError("receivers: not supported by cc-agent (leave it out or empty)")
+    if receivers is not None:
+        if not isinstance(receivers, dict):
+            raise AgentConfigError("receivers: expected an object {name: {type, ...}}")
+        cfg.receivers = receivers
     return cfg
 
 

@@ -14,12 +14,14 @@ Grammar (loosest binding first)::
 
 Names: ``name``, ``value``, ``timestamp``/``time``, ``messagetype``/``msgtype`` (always
 ``metric``), ``type``, ``type-id``, ``stype``, ``stype-id``, ``hostname``, ``cluster``, any tag
-as ``tag.KEY``/``tags.KEY``/``tag_KEY``/``tags_KEY``, meta as ``meta.KEY``/``meta_KEY``, the
+as ``tag.KEY``/``tags.KEY``/``tag_KEY``/``tags_KEY``, meta as ``meta.KEY``/``meta_KEY``,
+``any.KEY`` (the tag, else the meta value: how the aggregator reads upstream's bare names), the
 value as ``field.value``/``fields.value``/``field_value``, and constants from
 ``add_base_env``.  A missing tag or meta is ``nil``.  Strings are in single (or double)
 quotes.  In regular expressions (``matches``, ``match(re, s)``) write ``%`` for ``\\`` as
 upstream asks, since JSON makes backslashes painful.  Functions: ``match(re, s)``,
-``startswith(s, prefix)``, ``endswith(s, suffix)``, ``contains(s, part)``.  A string compared
+``startswith(s, prefix)``, ``endswith(s, suffix)``, ``contains(s, part)``, and
+``metric.Name()`` (the name, as upstream's older router examples write it).  A string compared
 with a number is read as a number (tags are strings: ``type-id == 0`` works).  ``*``
 alone means ``true`` (legacy router syntax).
 """
@@ -281,6 +283,10 @@ class _Parser:
                 self.i += 1
                 args.append(self.parse_or())
         self.expect(")")
+        if fname == "metric.Name":  # the older router's spelling of 'name'
+            if args:
+                self.fail("metric.Name() takes no arguments", pos)
+            return lambda m: m.name
         if fname == "match":
             if len(args) != 2 or not isinstance(getattr(args[0], "const", None), str):
                 self.fail("match() takes a quoted regular expression and a value: match('re', name)", pos)
@@ -331,6 +337,9 @@ class _Parser:
         if key is not None:
             k = key
             return lambda m: m.tags.get(k)
+        if n.startswith("any.") and len(n) > 4:  # tag, else meta (the aggregator's bare names)
+            ak = n[4:]
+            return lambda m: m.tags.get(ak, m.meta.get(ak))
         for prefix in ("meta.", "meta_"):
             if n.startswith(prefix) and len(n) > len(prefix):
                 mk = n[len(prefix):]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cc.agent import units
+from cc.agent.aggregate import Aggregate, AggregateError
 from cc.agent.expr import Condition, ConditionError, compile_condition
 from cc.agent.message import Message
 
@@ -310,16 +311,26 @@ _ROUTER_KEYS = {"hostname_tag", "interval_timestamp", "process_messages", "clust
 class Router:
     """Sits between collectors and sinks: stamps, tags and processes each round's messages."""
 
-    def __init__(self, cfg: dict[str, Any] | None, hostname: str, where: str = "router"):
+    def __init__(self, cfg: dict[str, Any] | None, hostname: str, where: str = "router",
+                 constants: dict[str, Any] | None = None):
         cfg = cfg or {}
         if not isinstance(cfg, dict):
             raise RouterConfigError(f"{where}: expected an object")
         for k in cfg:
             if k not in _ROUTER_KEYS:
                 raise RouterConfigError(f"{where}: unknown key {k!r} (known: {', '.join(sorted(_ROUTER_KEYS))})")
-        if cfg.get("interval_aggregates"):
-            raise RouterConfigError(f"{where}.interval_aggregates: not supported by cc-agent "
-                                    "(the standard metrics it needs are derived by the collectors)")
+        for key in ("num_cache_intervals", "max_forward"):
+            v = cfg.get(key, 1)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise RouterConfigError(f"{where}.{key}: expected an integer >= 0, got {v!r}")
+        consts = {"hostname": hostname, **(constants or {})}
+        aggs = cfg.get("interval_aggregates") or []
+        if not isinstance(aggs, list):
+            raise RouterConfigError(f"{where}.interval_aggregates: expected a list of aggregates")
+        try:
+            self.aggregates = [Aggregate(a, f"{where}.interval_aggregates[{i}]", consts) for i, a in enumerate(aggs)]
+        except AggregateError as e:
+            raise RouterConfigError(str(e)) from None
         self.hostname = hostname
         self.hostname_tag = cfg.get("hostname_tag", "hostname")
         if not isinstance(self.hostname_tag, str) or not self.hostname_tag:
@@ -353,6 +364,16 @@ class Router:
             p.where, p.labels = saved, {}
         p.build()
 
+    def forward(self, msgs: list[Message]) -> list[Message]:
+        """Messages from a receiver: tagged and processed, but their own timestamps are kept."""
+        htag, host, cluster = self.hostname_tag, self.hostname, self.cluster
+        for m in msgs:
+            if htag not in m.tags:
+                m.tags[htag] = host
+            if cluster is not None and "cluster" not in m.tags:
+                m.tags["cluster"] = cluster
+        return self.processor.process_many(msgs)
+
     def route(self, msgs: list[Message], interval_ts: float | None = None) -> list[Message]:
         """Tag, stamp and process one round of messages (in place); returns the ones to send."""
         htag, host, cluster = self.hostname_tag, self.hostname, self.cluster
@@ -364,4 +385,10 @@ class Router:
                 m.tags["cluster"] = cluster
             if stamp is not None:
                 m.time = stamp
+        if self.aggregates:
+            base = {htag: host} if cluster is None else {htag: host, "cluster": cluster}
+            ts = stamp if stamp is not None else (msgs[0].time if msgs else None)
+            if ts is not None:
+                derived = [d for a in self.aggregates if (d := a.evaluate(msgs, ts, base)) is not None]
+                msgs = msgs + derived
         return self.processor.process_many(msgs)

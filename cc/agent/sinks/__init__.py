@@ -1,4 +1,4 @@
-"""Sinks by ``type``: ``http``, ``websocket`` (alias ``ws``), ``nats``, ``stdout``."""
+"""Sinks by ``type``: ``http``, ``websocket`` (alias ``ws``), ``nats``, ``stdout``, ``influxdb``, ``prometheus``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,19 @@ from typing import Any
 from cc.agent.collectors._base import AgentConfigError
 from cc.agent.sinks._base import LineBuffer, Sink
 from cc.agent.sinks.http import HttpSink
+from cc.agent.sinks.influx import InfluxSink
 from cc.agent.sinks.nats import NatsSink
+from cc.agent.sinks.prometheus import PrometheusSink
 from cc.agent.sinks.stdout import StdoutSink
 from cc.agent.sinks.ws import WebsocketSink
 
-__all__ = ["Sink", "LineBuffer", "HttpSink", "NatsSink", "WebsocketSink", "StdoutSink", "make_sink"]
+__all__ = ["Sink", "LineBuffer", "HttpSink", "NatsSink", "WebsocketSink", "StdoutSink", "InfluxSink", "PrometheusSink",
+           "make_sink"]
 
 TYPES: dict[str, type[Sink]] = {"http": HttpSink, "websocket": WebsocketSink, "ws": WebsocketSink,
-                                "nats": NatsSink, "stdout": StdoutSink}
+                                "nats": NatsSink, "stdout": StdoutSink, "influxdb": InfluxSink,
+                                "influxasync": InfluxSink,
+                                "prometheus": PrometheusSink}
 
 
 def make_sink(name: str, cfg: Any) -> Sink:

@@ -122,8 +122,12 @@ class Sink:
                 known = ", ".join(sorted(self.options | self.common))
                 raise AgentConfigError(f"{self.where}: unknown key {k!r} for a {self.type} sink (known: {known})")
         meta = cfg.get("meta_as_tags", [])
+        if meta is True:  # the influxdb sink's older form: all meta information
+            meta = ["unit", "source", "group"]
+        elif meta is False:
+            meta = []
         if not isinstance(meta, list) or not all(isinstance(x, str) for x in meta):
-            raise AgentConfigError(f"{self.where}.meta_as_tags: expected a list of meta keys")
+            raise AgentConfigError(f"{self.where}.meta_as_tags: expected a list of meta keys (or true)")
         self.meta_as_tags = tuple(meta)
         self.precision = cfg.get("precision", "s")
         if self.precision not in PRECISIONS:

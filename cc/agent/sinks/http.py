@@ -32,19 +32,14 @@ class HttpSink(BufferedSink):
     options = {"url", "jwt", "username", "password", "timeout", "idle_connection_timeout", "flush_delay",
                "max_retries", "gzip", "batch_size", "buffer_size", "retry_max_delay"}
 
+    gzip_default = True
+
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
-        self.url = self._url(cfg, ("http://", "https://"), "http://host:8082/api/write?cluster=NAME")
         self.headers = {"content-type": "text/plain; charset=utf-8"}
-        jwt = self._jwt(cfg)
-        if jwt is not None:
-            self.headers["authorization"] = f"Bearer {jwt}"
-        self.auth = None
-        if cfg.get("username") or cfg.get("password"):
-            if not cfg.get("username") or not cfg.get("password"):
-                raise AgentConfigError(f"{self.where}: basic authentication needs both username and password")
-            self.auth = (str(cfg["username"]), str(cfg["password"]))
-        self.gzip = cfg.get("gzip", True)
+        self.auth: tuple[str, str] | None = None
+        self.url = self._endpoint(cfg)
+        self.gzip = cfg.get("gzip", self.gzip_default)
         if not isinstance(self.gzip, bool):
             raise AgentConfigError(f"{self.where}.gzip: expected true or false")
         if self.gzip:
@@ -56,6 +51,27 @@ class HttpSink(BufferedSink):
         self._int(cfg, "max_retries", 3, minimum=0)
         self._open_buffer(cfg, 20000)
         self.failures = 0
+        # backoff: first delay, factor; a subclass may bound how long one batch is retried
+        self.retry_first, self.retry_base = 0.5, 2.0
+        self.give_up_retries: int | None = None
+        self.give_up_after: float | None = None
+        self._failing_since = 0.0
+
+    def _endpoint(self, cfg: dict[str, Any]) -> str:
+        """The URL to POST to; sets authentication headers (subclasses address other servers)."""
+        url = self._url(cfg, ("http://", "https://"), "http://host:8082/api/write?cluster=NAME")
+        jwt = self._jwt(cfg)
+        if jwt is not None:
+            self.headers["authorization"] = f"Bearer {jwt}"
+        self._basic_auth(cfg.get("username"), cfg.get("password"), "username")
+        return url
+
+    def _basic_auth(self, user: Any, password: Any, user_key: str) -> None:
+        if user or password:
+            if not isinstance(user, str) or not user or not isinstance(password, str) or not password:
+                raise AgentConfigError(f"{self.where}: basic authentication needs both {user_key} and password "
+                                       "(strings)")
+            self.auth = (user, password)
 
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=self.idle_timeout)
@@ -88,9 +104,25 @@ class HttpSink(BufferedSink):
                                    self.where, lines[0])
                     self.buffer.release(start + 1)
                 else:
+                    if self.failures == 0:
+                        self._failing_since = trio.current_time()
                     self.failures += 1
-                    delay = min(self.retry_max_delay, max(0.5, delay * 2))
+                    if self._give_up(len(lines)):
+                        self.buffer.release(start + len(lines))
+                        self.failures, delay = 0, 0.0
+                        continue
+                    delay = min(self.retry_max_delay, max(self.retry_first, delay * self.retry_base))
                     await trio.sleep(delay)
+
+    def _give_up(self, n: int) -> bool:
+        """True (and logged) when a configured retry bound for this batch is exhausted."""
+        over_count = self.give_up_retries is not None and self.failures > self.give_up_retries
+        over_time = self.give_up_after is not None and trio.current_time() - self._failing_since >= self.give_up_after
+        if over_count or over_time:
+            self.log.error("%s: dropping a batch of %d points after %d failed attempts (max_retries / "
+                           "max_retry_time reached)", self.where, n, self.failures)
+            return True
+        return False
 
     def _body(self, lines: list[str]) -> bytes:
         body = ("\n".join(lines) + "\n").encode()
