@@ -77,7 +77,7 @@ def _collectors(rep: _Report, file: Path, path: str, doc: Any) -> None:
             else:
                 rep.error(file, f"{path}.{name}: unknown collector (known: {', '.join(sorted(REGISTRY))})")
             continue
-        _keys(rep, file, f"{path}.{name}", opts, set(cls.options))
+        _keys(rep, file, f"{path}.{name}", opts, set(cls.options) | {"only_metrics"})  # every collector takes it
 
 
 def _router(rep: _Report, file: Path, path: str, doc: Any) -> None:
