@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 
 # Debian packages the tests use (real servers started by the tests themselves).
 # Installed by `make system-deps` (part of `make test`) when missing; needs root, as in CI.
-SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client chromium chromium-driver slapd ldap-utils nats-server prometheus
+SYSTEM_PACKAGES ?= slurm-wlm slurmdbd munge mariadb-server mariadb-client chromium chromium-driver slapd ldap-utils nats-server prometheus influxdb
 
 .PHONY: demo test install lint bench clean system-deps frontend test-oidc fuzz-api fuzz
 
