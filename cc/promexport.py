@@ -242,4 +242,28 @@ def archiver_families(status: dict[str, Any] | None) -> list[Metric]:
                         status.get("failedAttempts", 0)))
     out.append(_counter("cc_archive_given_up_total", "Jobs marked 'archiving failed' after the last attempt",
                         status.get("givenUp", 0)))
-    return out
+    return out + task_families(status.get("tasks") or [])
+
+
+def task_families(tasks: list[dict[str, Any]]) -> list[Metric]:
+    """The archiver's maintenance tasks (:mod:`cc.tasks`): runs, failures, last duration and run time."""
+    labels = ["task"]
+    runs = CounterMetricFamily("cc_task_runs", "Runs of a maintenance task since the archiver started",
+                               labels=labels)
+    failures = CounterMetricFamily("cc_task_failures", "Failed runs of a maintenance task since the archiver "
+                                   "started", labels=labels)
+    duration = GaugeMetricFamily("cc_task_last_duration_seconds", "Duration of the task's latest run",
+                                 labels=labels)
+    last = GaugeMetricFamily("cc_task_last_run_timestamp_seconds", "Unix time the task's latest run started",
+                             labels=labels)
+    failing = GaugeMetricFamily("cc_task_failing", "1 if the task's latest run failed", labels=labels)
+    for t in tasks:
+        name = [str(t.get("name"))]
+        runs.add_metric(name, t.get("runs") or 0)
+        failures.add_metric(name, t.get("failures") or 0)
+        failing.add_metric(name, 1 if t.get("last_error") else 0)
+        if t.get("last_duration") is not None:
+            duration.add_metric(name, t["last_duration"])
+        if t.get("last_start") is not None:
+            last.add_metric(name, t["last_start"])
+    return [runs, failures, duration, last, failing]

@@ -184,6 +184,8 @@ def test_two_workers_counters_access_and_promtool(tmp_path):
         assert sample(text, "cc_process_restarts_total", process="web") == 0
         assert sample(text, "cc_process_resident_memory_bytes", process="store") > 0
         assert sample(text, "cc_archive_queue_length") == 0
+        assert sample(text, "cc_task_failures_total", task="duration-worker") == 0  # the archiver's tasks
+        assert sample(text, "cc_task_failing", task="footprint-worker") == 0
         assert sample(text, "cc_web_request_duration_seconds_count", api="rest",
                       endpoint="admin_api.get_clusters") >= 1
         missing = used_names() - ingest_names - exposed_names(text)
