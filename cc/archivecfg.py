@@ -1,7 +1,8 @@
 """The ``archive`` section of config.json: which store holds the job archive, and its retention.
 
 Key names and meanings are cc-backend's (``kind``, ``path``, ``db-path``, ``endpoint``,
-``bucket``, ``access-key``, ``secret-key``, ``region``, ``use-path-style``, ``retention``).
+``bucket``, ``access-key``, ``secret-key``, ``region``, ``use-path-style``, ``retention``,
+``compression``).
 Kept free of heavy imports: :mod:`cc.config` parses with it in every process.
 """
 
@@ -53,6 +54,7 @@ class ArchiveSettings:
     db_path: Path | None = None
     s3: S3Settings | None = None
     retention: RetentionSettings | None = None
+    compression_days: int | None = None  # archive.compression: gzip data.json of jobs older than this
 
 
 def _str(d: dict[str, Any], key: str, where: str, required: bool = False) -> str | None:
@@ -150,4 +152,9 @@ def parse_archive(d: dict[str, Any], base: Path) -> ArchiveSettings:
                 raise ArchiveConfigError(f"archive.{key}: only used with archive.kind 's3' (kind is {kind!r})")
     if d.get("retention") is not None:
         out.retention = parse_retention(d["retention"], base)
+    comp = d.get("compression")
+    if comp is not None:
+        if isinstance(comp, bool) or not isinstance(comp, int) or comp < 0:
+            raise ArchiveConfigError(f"archive.compression: expected a number of days (integer >= 0), got {comp!r}")
+        out.compression_days = comp or None  # 0: off, as in cc-backend
     return out

@@ -108,7 +108,7 @@ archive.secret-key                      ok
 archive.bucket                          ok
 archive.region                          ok
 archive.use-path-style                  ok
-archive.compression                     warn   archive compression of old jobs is not implemented yet
+archive.compression                     ok
 archive.retention                       ok
 archive.retention.policy                ok
 archive.retention.age                   ok

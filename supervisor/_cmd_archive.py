@@ -177,10 +177,29 @@ def cmd_retention(args) -> int:
     return 1 if report.errors else 0
 
 
+def cmd_compress(args) -> int:
+    from cc.archive import compress
+    from cc.archive.dbsync import ProgressBar
+
+    cfg, archive = _source(args)
+    days = args.age if args.age is not None else cfg.archive.compression_days
+    if days is None:
+        raise SystemExit("error: give --age DAYS or set archive.compression in config.json")
+    try:
+        report = compress.compress_before(archive, cfg.db_path, days, dry_run=args.dry_run,
+                                          progress=ProgressBar(sys.stderr))
+    except (OSError, sqlite3.Error) as e:
+        raise SystemExit(f"error: compression: {e}") from None
+    print(report.summary())
+    for msg in report.errors:
+        print(f"error: {msg}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
 def register(sub, add_common) -> None:
     """The ``archive`` command group (called from supervisor.cli.build_parser)."""
     ap = sub.add_parser("archive", help="check, convert, prune and describe the job archive; run retention",
-                        description="archive manager: validate, convert, remove, info, retention")
+                        description="archive manager: validate, convert, remove, info, retention, compress")
     add_common(ap)
     asub = ap.add_subparsers(dest="archive_command", metavar="ACTION", required=True)
 
@@ -213,3 +232,7 @@ def register(sub, add_common) -> None:
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp = add("retention", cmd_retention, "run archive.retention once now (it also runs daily in the archiver)")
     sp.add_argument("--dry-run", action="store_true", help="report what would be done, change nothing")
+    sp = add("compress", cmd_compress, "gzip the data.json of archived jobs older than archive.compression days "
+                                       "(it also runs daily in the archiver)")
+    sp.add_argument("--age", type=float, metavar="DAYS", help="instead of archive.compression")
+    sp.add_argument("--dry-run", action="store_true", help="only count")

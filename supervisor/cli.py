@@ -43,7 +43,7 @@ commands:
   optimize-db           VACUUM and ANALYZE the job database
   cleanup-checkpoints   remove metric-store checkpoint/WAL files not needed any more (--dry-run lists them)
   archive ACTION        job archive: validate, convert --to file|sqlite|s3, remove --before DATE, info,
-                        retention [--dry-run]
+                        retention [--dry-run], compress [--age DAYS]
   apply-tags            tag every job: applications (job scripts) and job classes (archived statistics)
   report JOBID          a job's efficiency (CPU, memory, GPU, flops, bandwidth, energy) with advice;
                         --user U --since 7d for a table of a user's jobs, --json for scripts

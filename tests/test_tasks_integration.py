@@ -10,7 +10,9 @@ import httpx
 import orjson
 import pyarrow.parquet as pq
 import pytest
+import trio
 
+from cc import ipc
 from cc.db import _jobs as jobs
 from cc.db import connect, migrate, transaction
 from cc.db._model import MONITORING_ARCHIVING_SUCCESSFUL
@@ -36,6 +38,7 @@ def inst(tmp_path_factory):
     root = tmp_path_factory.mktemp("tasks")
     i = Installation(root, ingest_workers=1, extra_config={
         "cron": {"duration-worker": "1s", "footprint-worker": "1s"},
+        "archive": {"compression": 2},
         "main": {"stop-jobs-exceeding-walltime": 30,
                  "nodestate-retention": {"policy": "move", "age": 2, "target-kind": "file",
                                          "target-path": "var/nodestates"}}})
@@ -143,11 +146,34 @@ def test_node_states_moved_to_parquet(inst):
 
 
 def test_status_shows_every_task(inst):
-    tasks = wait_for(lambda: (t := inst.status()["tasks"]) and all(x["runs"] >= 1 for x in t) and t,
-                     what="every task run once")
+    tasks = wait_for(lambda: (t := [x for x in inst.status()["tasks"] if x["name"] != "archive-compression"])
+                     and all(x["runs"] >= 1 for x in t) and t, what="every task run once")
     assert [t["name"] for t in tasks] == ["duration-worker", "stop-jobs-exceeding-walltime", "footprint-worker",
                                           "nodestate-retention"]
+    daily = next(t for t in inst.status()["tasks"] if t["name"] == "archive-compression")
+    assert daily["interval"] == 86400 and daily["next_run"] > time.time()
     assert all(t["last_error"] is None and t["last_duration"] is not None for t in tasks)
     assert tasks[0]["interval"] == 1.0 and tasks[3]["interval"] == 3600.0
     out = inst.cli("status").stdout
     assert "footprint-worker" in out and "nodestate-retention" in out and "moved 2" in out
+
+
+def test_compression_task_gzips_old_jobs_data(inst):
+    """archive.compression (2 days): a job that started 3 days ago is archived with a small plain data.json;
+    the archiver's daily task (run now through its socket) turns it into data.json.gz, the API still serves it."""
+    start = NOW - 3 * 86400
+    db_id = start_job(inst, 601, start, 3600, "x1")
+    r = api(inst, "POST", "/api/jobs/stop_job/", {"jobId": 601, "cluster": "c1", "startTime": start,
+                                                  "stopTime": start + 120, "jobState": "completed"})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: (j := find(inst, db_id)) and j.monitoring_status == MONITORING_ARCHIVING_SUCCESSFUL,
+             what="the old job archived")
+    job_dir = inst.cfg.archive_path / "c1" / "0" / "601" / str(start)
+    assert (job_dir / "data.json").exists() and not (job_dir / "data.json.gz").exists()
+    before = api(inst, "GET", f"/api/jobs/{db_id}").json()["Data"]
+    answer = trio.run(ipc.request, inst.cfg.run_dir / "archiver.sock",
+                      {"cmd": "run-task", "name": "archive-compression"})
+    assert answer["ok"] and answer["task"]["last_error"] is None, answer
+    assert "compressed 1 of 1 jobs" in answer["task"]["last_result"]
+    assert (job_dir / "data.json.gz").exists() and not (job_dir / "data.json").exists()
+    assert api(inst, "GET", f"/api/jobs/{db_id}").json()["Data"] == before

@@ -33,7 +33,7 @@ from typing import Any
 import trio
 
 from cc import ipc, jobdata, proc, tagger
-from cc.archive import ArchiveError, JobArchive, job_meta, open_archive, retention
+from cc.archive import ArchiveError, JobArchive, compress, job_meta, open_archive, retention
 from cc.clusters import Cluster, MetricCatalog, load_cluster_file
 from cc.config import Config, ConfigError, ExternalStore, parse_duration
 from cc.db import Database, Job
@@ -350,6 +350,20 @@ def add_retention_task(runner: TaskRunner, cfg: Config, archive: JobArchive) -> 
     runner.add("archive-retention", 86400, run_retention, first_delay=retention.seconds_until_next_run(settings))
 
 
+def add_compression_task(runner: TaskRunner, cfg: Config, archive: JobArchive) -> None:
+    """archive.compression as a daily task (05:00 local time, as cc-backend)."""
+    days = cfg.archive.compression_days
+
+    async def run_compression() -> str:
+        report = await trio.to_thread.run_sync(lambda: compress.compress_before(archive, cfg.db_path, days))
+        log.info("%s", report.summary())
+        for msg in report.errors[:20]:
+            log.warning("archive compression: %s", msg)
+        return report.summary()
+
+    runner.add("archive-compression", 86400, run_compression, first_delay=compress.seconds_until_next_run())
+
+
 def main(argv: list[str] | None = None) -> None:
     args = proc.child_args("Archiver: moves finished jobs from shared memory into the job archive.").parse_args(argv)
     cfg, instance = proc.load(args)
@@ -366,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     runner = build_tasks(archiver, db, parse_tasks(cfg.raw, cfg.base_dir))
     if cfg.archive.retention is not None:
         add_retention_task(runner, cfg, archiver.archive)
+    if cfg.archive.compression_days is not None:
+        add_compression_task(runner, cfg, archiver.archive)
     archiver.tasks = runner
     logger.info("archiver started: archive %s, database %s", archiver.archive.location(), cfg.db_path)
 
