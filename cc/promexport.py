@@ -238,6 +238,12 @@ def archiver_families(status: dict[str, Any] | None) -> list[Metric]:
     out.append(_gauge("cc_archiver_busy", "1 while the archiver writes a job", 1 if status.get("busy") else 0))
     out.append(_counter("cc_jobs_archived_total", "Jobs written to the job archive by this archiver process",
                         status.get("archived", 0)))
+    out.append(_counter("cc_archive_job_seconds", "Seconds spent archiving the jobs counted in "
+                        "cc_jobs_archived_total (metric data, statistics, writing the files)",
+                        status.get("archiveSeconds", 0)))
+    if status.get("lastArchiveSeconds") is not None:
+        out.append(_gauge("cc_archive_last_job_seconds", "Seconds the latest archived job took",
+                          status["lastArchiveSeconds"]))
     out.append(_counter("cc_archive_failed_attempts_total", "Failed attempts to archive a job (retried)",
                         status.get("failedAttempts", 0)))
     out.append(_counter("cc_archive_given_up_total", "Jobs marked 'archiving failed' after the last attempt",

@@ -184,6 +184,7 @@ def test_two_workers_counters_access_and_promtool(tmp_path):
         assert sample(text, "cc_process_restarts_total", process="web") == 0
         assert sample(text, "cc_process_resident_memory_bytes", process="store") > 0
         assert sample(text, "cc_archive_queue_length") == 0
+        assert sample(text, "cc_archive_job_seconds_total") == 0  # no job archived yet
         assert sample(text, "cc_task_failures_total", task="duration-worker") == 0  # the archiver's tasks
         assert sample(text, "cc_task_failing", task="footprint-worker") == 0
         assert sample(text, "cc_web_request_duration_seconds_count", api="rest",

@@ -135,6 +135,8 @@ class Archiver:
         self.next_due: float | None = None  # earliest retry time of a failure seen by this process
         self.wake = trio.Event()
         self.archived = 0
+        self.archive_seconds = 0.0  # time spent on the jobs archived (data load, statistics, write)
+        self.last_archive_seconds: float | None = None
         self.failed_attempts = 0
         self.given_up = 0
         self.busy: int | None = None
@@ -191,6 +193,8 @@ class Archiver:
         finally:
             self.busy = None
         self.archived += 1
+        self.last_archive_seconds = time.monotonic() - started
+        self.archive_seconds += self.last_archive_seconds
         if self.taggers is not None:
             await self._classify(job, meta)
         log.info("archived job %d (jobId %d, %s, %d nodes) in %.2fs", job.id, job.job_id, job.cluster, job.num_nodes,
@@ -290,6 +294,7 @@ class Archiver:
                 queue = None
                 log.warning("status: cannot count the queue: %s", e)
             return {"ok": True, "pid": os.getpid(), "queue": queue, "busy": self.busy, "archived": self.archived,
+                    "archiveSeconds": round(self.archive_seconds, 6), "lastArchiveSeconds": self.last_archive_seconds,
                     "failedAttempts": self.failed_attempts, "givenUp": self.given_up, "lastPass": self.last_pass,
                     "lastErrors": list(self.last_errors), "tasks": self.tasks.state() if self.tasks else []}
         if cmd == "run-task" and self.tasks is not None:
