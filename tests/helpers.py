@@ -197,3 +197,14 @@ def free_port() -> int:
 
 def env_without_proxy() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+def wait_for(pred, timeout: float = 90.0, what: str = "condition", interval: float = 0.1):
+    """Poll ``pred`` until it returns something truthy (and return that); fail naming ``what``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

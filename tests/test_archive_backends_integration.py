@@ -15,7 +15,7 @@ from cc.archive import open_archive, validate
 from cc.db import _jobs as jobs
 from cc.db import connect
 from tests import s3_server
-from tests.helpers import running
+from tests.helpers import running, wait_for
 
 SPAN = 300
 pytestmark = pytest.mark.slow
@@ -26,15 +26,6 @@ def s3(tmp_path_factory):
     with s3_server.S3Server(tmp_path_factory.mktemp("moto")) as srv:
         yield srv
 
-
-def wait_for(pred, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def archive_config(kind, s3, root) -> dict:

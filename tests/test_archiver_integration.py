@@ -16,7 +16,7 @@ from cc import ipc
 from cc.archive import JobArchive, validate
 from cc.db import Job, connect, transaction
 from cc.db import _jobs as jobs
-from tests.helpers import running, small_cluster
+from tests.helpers import running, small_cluster, wait_for
 
 GPU0 = "00000000:01:00.0"
 SPAN = 300
@@ -52,15 +52,6 @@ def t0(inst):
 def db(inst):
     return connect(inst.cfg.db_path)
 
-
-def wait_for(pred, timeout=60.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def insert_stopped(inst, job_id: int, start: int, cluster: str = "c1", hosts=("x1", "x2")) -> int:

@@ -24,7 +24,7 @@ from cc.metricsource import BuiltinSource, ExternalSource, MetricSourceError, Me
 from cc.query import Query, QueryRequest
 from cc.shm import Store
 from tests.graphql_helpers import USERS, add_users, cluster_doc
-from tests.helpers import Installation, free_port, running, small_cluster
+from tests.helpers import Installation, free_port, running, small_cluster, wait_for
 
 NOW = int(time.time())
 T0 = (NOW // 10) * 10 - 600  # points at T0 .. T0 + 190
@@ -76,15 +76,6 @@ def stop(inst: Installation, job_id: int, cluster: str, stop_time: int) -> None:
                                                    "jobState": "completed"}, user="adapter")
     assert r.status_code == 200, r.text
 
-
-def wait_for(pred, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- configuration ----------------------------------------------------------------------------

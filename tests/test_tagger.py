@@ -17,7 +17,7 @@ from cc.db import _tags as tags
 from cc.tagger import SHIPPED, Taggers, apply_all, load_rules, strip_comments
 from cc.tagger._expr import EvalError, ExprError, compile_expr
 from tests.archive_gen import init_archive, write_meta
-from tests.helpers import Installation, running, small_cluster
+from tests.helpers import Installation, running, small_cluster, wait_for
 
 HEADER = "#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --time=04:00:00\n#SBATCH --job-name=run\nmodule purge\n"
 SCRIPTS = {
@@ -247,15 +247,6 @@ def test_apply_tags_cli_tags_every_job_and_is_idempotent(tmp_path):
 
 
 # -- a running installation: tags on start and stop, the routes and their roles ---------------
-
-def wait_for(pred, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -17,20 +17,11 @@ from cc.db import _jobs as jobs
 from cc.db import connect, migrate, transaction
 from cc.db._model import MONITORING_ARCHIVING_SUCCESSFUL
 from cc.db._nodes import NodeStateUpdate, add_node_states
-from tests.helpers import Installation
+from tests.helpers import Installation, wait_for
 
 NOW = int(time.time())
 SPAN = 300
 
-
-def wait_for(pred, timeout=90.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
