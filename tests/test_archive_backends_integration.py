@@ -74,7 +74,7 @@ def test_job_through_archiver_web_init_db_and_cli(kind, s3, tmp_path):
 
         r = httpx.get(f"{inst.web}/api/jobs/{db_id}", params={"all-metrics": "true"}, headers=auth, timeout=30)
         assert r.status_code == 200, r.text
-        served = r.json()["data"]["cpu_load"]["node"]["series"][0]["data"]
+        served = r.json()["Data"]["cpu_load"]["node"]["series"][0]["data"]
         assert served == [100.0 + k for k in range(SPAN // 10)]
 
         info = inst.cli("archive", "info", "--json")
