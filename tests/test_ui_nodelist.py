@@ -65,9 +65,14 @@ def drawn(b: Browser, host: str) -> dict[str, dict]:
 
 
 def wait_rows(b: Browser, expected: list[str], what: str) -> None:
-    b.wait("return document.body.dataset.plotsReady === '1' && JSON.stringify([...document.querySelectorAll("
-           "'[data-node-row]')].map((e) => e.dataset.nodeRow)) === arguments[0]", json.dumps(expected),
-           what=what)
+    try:
+        b.wait("return document.body.dataset.plotsReady === '1' && JSON.stringify([...document.querySelectorAll("
+               "'[data-node-row]')].map((e) => e.dataset.nodeRow)) === arguments[0]", json.dumps(expected, separators=(",", ":")),
+               what=what)
+    except AssertionError as e:
+        shown = b.js("return [document.body.dataset.plotsReady, document.querySelector('[data-node-list]')"
+                     ".textContent.slice(0, 300)]")
+        raise AssertionError(f"{e}; rows {rows(b)}, ready and text {shown}") from None
 
 
 def test_rows_plots_jobs_and_states(b, inst):
@@ -135,7 +140,8 @@ def test_metric_selection_changes_columns(b, inst):
            "e.dataset.metricHeader)) === '[\"cpu_load\",\"flops_any\",\"mem_bw\",\"acc_power\"]' && "
            "document.body.dataset.plotsReady === '1'", what="new columns")
     g01, n04 = drawn(b, "g01"), drawn(b, "n04")
-    assert list(g01) == ["cpu_load", "flops_any", "mem_bw", "acc_power"]
+    assert b.js("return [...document.querySelectorAll('[data-node-row=g01] [data-metric]')].map((e) => "
+                "e.dataset.metric)") == ["cpu_load", "flops_any", "mem_bw", "acc_power"]
     assert g01["mem_bw"]["scope"] == "socket" and g01["mem_bw"]["series"] == 2
     assert g01["acc_power"]["scope"] == "accelerator" and g01["acc_power"]["series"] == 2
     assert n04["acc_power"]["scope"] == "accelerator"
@@ -214,8 +220,9 @@ def page_data(html: str) -> dict:
 def test_route_answers(inst):
     anonymous = httpx.get(inst.web + "/monitoring/systems/list/c1", follow_redirects=False, timeout=30)
     assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login?redirect=")
-    with session(inst, "admin") as admin, session(inst, "sup") as sup, session(inst, "alice") as alice, \
-            session(inst, "mgr") as mgr:
+    clients = [session(inst, u) for u in ("admin", "sup", "alice", "mgr")]
+    admin, sup, alice, mgr = clients
+    try:
         for c in (admin, sup):
             for path in ("/monitoring/systems/list/c1", "/monitoring/systems/list/c1/gpu",
                          "/monitoring/systems/list/c1/main?range=1h&state=idle&page=2"):
@@ -235,3 +242,6 @@ def test_route_answers(inst):
         assert r.status_code == 404 and "no subcluster" in r.text
         # the overview links to the list
         assert 'href="/monitoring/systems/list/c1"' in admin.get("/monitoring/systems/c1").text
+    finally:
+        for c in clients:
+            c.close()

@@ -122,8 +122,8 @@ function pager(total) {
   const perPage = h("select", {dataset: {field: "items-per-page"}, title: "Nodes per page", onchange: () => {
     ui.perPage = Number(perPage.value);
     ui.page = 1;
-    settings.set("nodeList_nodesPerPage", ui.perPage).catch(() => {});
-    load();
+    // as cc-backend: the new size is the user's setting first, then the list reloads (also if saving failed)
+    settings.set("nodeList_nodesPerPage", ui.perPage).catch(() => {}).then(() => load());
   }}, PAGE_SIZES.map((n) => h("option", {value: n, selected: n === ui.perPage}, `${n} per page`)));
   const go = (p) => { ui.page = p; load().then(() => root.scrollIntoView({block: "start"})); };
   return h("div", {class: "pager", dataset: {pager: ""}},
