@@ -181,10 +181,11 @@ def test_subcluster_url_and_view_switch(b, inst):
     b.wait("return location.pathname === '/monitoring/systems/list/c1/main'", what="main subcluster")
     b.wait(PLOTS_READY)
     assert rows(b) == MAIN and "range=1h" in b.js("return location.search")
-    # overview <-> list
+    # overview <-> list (the overview shows the same range)
     b.click("[data-view-switch=overview]")
     b.wait("return location.pathname === '/monitoring/systems/c1'", what="overview")
     b.wait(PLOTS_READY)
+    assert b.js("return document.querySelector('[data-field=time-range]').value") == "1h"
     b.click("[data-view-switch=list]")
     b.wait("return location.pathname === '/monitoring/systems/list/c1'", what="list")
     b.wait(PLOTS_READY)

@@ -56,6 +56,8 @@ function listURL(subcluster) {
 function updateURL() {
   setURLParams({node: ui.node, state: ui.state === "all" ? "" : ui.state, page: ui.page > 1 ? ui.page : "",
                 ...range.params()});
+  const overview = $("[data-view-switch=overview]");   // the overview of the same range
+  if (overview) overview.search = new URLSearchParams(range.params()).toString();
 }
 
 function gridColumns() {
