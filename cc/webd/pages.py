@@ -414,6 +414,26 @@ async def systems_page(cluster: str) -> Response:
                         page={"cluster": cluster, "args": _range_args()})
 
 
+@bp.route("/monitoring/systems/list/<cluster>", methods=["GET"])
+@bp.route("/monitoring/systems/list/<cluster>/<subcluster>", methods=["GET"])
+@page_route
+async def node_list_page(cluster: str, subcluster: str = "") -> Response:
+    """cc-backend's node list: one row per node with its running jobs and plots of the chosen metrics."""
+    err = await _cluster_view(cluster, "nodes", "support", "node list")
+    if err is not None:
+        return err
+    if subcluster and _ctx().clusters[cluster].subcluster(subcluster) is None:
+        return await message_page("Unknown subcluster", f"Cluster {cluster!r} has no subcluster {subcluster!r}.", 404,
+                                  nav="nodes", kind="danger")
+    args = _range_args()
+    for key in ("state", "page"):
+        if v := request.args.get(key):
+            args[key] = v[:100]
+    title = f"Nodes of {cluster}{' / ' + subcluster if subcluster else ''} - ClusterCockpit"
+    return await render("nodelist.html", title, nav="nodes", script="nodelist",
+                        page={"cluster": cluster, "subCluster": subcluster, "args": args})
+
+
 @bp.route("/monitoring/node/<cluster>/<host>", methods=["GET"])
 @page_route
 async def node_page(cluster: str, host: str) -> Response:
