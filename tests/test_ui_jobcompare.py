@@ -44,6 +44,8 @@ def shown_ids(b: Browser) -> list[str]:
 def test_compare_three_jobs(b, inst):
     open_page(b, inst, "/monitoring/jobs/")
     ids = inst.ids
+    listed = b.js("return [...document.querySelectorAll('[data-metric-header]')].map((e) => e.dataset.metricHeader)")
+    assert {"cpu_load", "mem_bw"} <= set(listed)
     assert b.text("[data-compare-go]") == "Compare 0 jobs"
     select(b, [ids["r2"], ids["f1"], ids["r1"]])
     assert b.text("[data-compare-go]") == "Compare 3 jobs"
@@ -60,6 +62,8 @@ def test_compare_three_jobs(b, inst):
                 assert float(got) == pytest.approx(want[metric][k], rel=1e-9), (name, metric, k)
     # the nodes column and one plot per metric, one point per job
     assert b.js(f"return document.querySelector(\"[data-compare-row='{ids['r2']}']\").children[5].textContent") == "2"
+    # the metrics of the list, as in cc-backend
+    assert b.js("return [...document.querySelectorAll('[data-metric-head]')].map((e) => e.dataset.metricHead)") == listed
     plots = b.js("return [...document.querySelectorAll('[data-compare-plot]')].map((e) => "
                  "[e.dataset.comparePlot, e.dataset.points, !!e.querySelector('canvas')])")
     assert ["cpu_load", "3", True] in plots and all(p[1] == "3" and p[2] for p in plots)

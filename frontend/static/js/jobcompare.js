@@ -17,8 +17,12 @@ const STATS_QUERY = `query($filter: [JobFilter!], $metrics: [String!]) {
   }
 }`;
 
-/** The metrics to compare: those of the jobs' clusters, in the order of the global metric list. */
-function compareMetrics(info, jobs) {
+/**
+ * The metrics to compare: the job list's selected metrics (as cc-backend does), or without any all metrics of the
+ * jobs' clusters, in the order of the global metric list.
+ */
+function compareMetrics(info, jobs, listed) {
+  if (listed?.length) return listed;
   const clusters = new Set(jobs.map((j) => j.cluster));
   return info.globalMetrics.filter((m) => m.availability.some((a) => clusters.has(a.cluster))).map((m) => m.name);
 }
@@ -26,7 +30,7 @@ function compareMetrics(info, jobs) {
 const cellValue = (v) => (v === null || v === undefined || Number.isNaN(v) ? "–" : fmtShort(v));
 
 export class JobCompare {
-  /** container: element to fill; opts: {info (ClusterInfo), user (the job list's user filter, for the links)} */
+  /** container: element to fill; opts: {info (ClusterInfo), metrics: () => the job list's metrics} */
   constructor(container, opts) {
     this.el = container;
     this.opts = opts;
@@ -43,7 +47,7 @@ export class JobCompare {
     this.destroy();
     document.body.dataset.compareReady = "";
     this.el.replaceChildren(h("p", {class: "loading"}, "Loading job statistics…"));
-    const metrics = compareMetrics(this.opts.info, jobs);
+    const metrics = compareMetrics(this.opts.info, jobs, this.opts.metrics?.());
     let rows;
     try {
       rows = (await gql(STATS_QUERY, {filter: [{dbId: ids.map(String)}], metrics})).jobsMetricStats;

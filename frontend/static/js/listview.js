@@ -130,7 +130,7 @@ export async function jobListView({fixedUser = null, onChange = null} = {}) {
 function compareMode(toolbar, root, list, info) {
   const view = h("div", {class: "job-compare", hidden: true, dataset: {jobCompare: ""}});
   root.after(view);
-  const compare = new JobCompare(view, {info});
+  const compare = new JobCompare(view, {info, metrics: () => list.metrics});
   let chosen = [];
   const go = h("button", {type: "button", class: "btn btn-primary", hidden: true, disabled: true, dataset: {compareGo: ""},
     onclick: () => {
