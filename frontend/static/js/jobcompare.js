@@ -105,7 +105,7 @@ export class JobCompare {
     const data = [xs, get("min"), get("avg"), get("max")];
     const unit = rows.length ? unitText(this.unitOf(metric, rows[0])) : "";
     const labels = rows.map((r) => r.jobId);
-    const width = Math.max(300, Math.floor(holder.parentElement?.clientWidth / 2 - 20 || 400));
+    const width = Math.max(280, Math.floor(holder.clientWidth - 14) || 400);  // the grid cell, less padding
     holder.replaceChildren(h("div", {class: "plot-title"}, unit ? `${metric} [${unit}]` : metric));
     const u = new uPlot({
       width, height: PLOT_HEIGHT,
