@@ -66,6 +66,7 @@ export class JobList {
     this.loading = false;
     this.hasNext = false;
     this.pendingData = 0;
+    this.selected = new Map();  // compare mode: job id -> job, in the order of selection
     this.observer = new IntersectionObserver((entries) => {
       if (entries.some((e) => e.isIntersecting) && !this.usePaging && this.hasNext && !this.loading) this.loadMore();
     }, {rootMargin: "400px"});
@@ -180,8 +181,11 @@ export class JobList {
 
   row(job) {
     const cells = {};
+    const pick = h("label", {class: "job-select", title: "Select for comparison"},
+      h("input", {type: "checkbox", checked: this.selected.has(String(job.id)), dataset: {selectJob: job.id},
+                  onchange: (e) => this.toggleSelected(job, e.target)}), " compare");
     const el = h("div", {class: "job-row", style: {gridTemplateColumns: this.gridColumns()}, dataset: {jobRow: job.id}},
-      h("div", {class: "cell-info"}, jobInfo(job)),
+      h("div", {class: "cell-info"}, pick, jobInfo(job)),
       this.showFootprint ? h("div", {class: "cell-footprint"}, this.footprintPending(job)
         ? h("div", {class: "footprint muted", dataset: {footprintWait: ""}}, "…")
         : footprint(job, job.footprint, this.opts.info)) : null,
@@ -194,6 +198,21 @@ export class JobList {
     const r = {job, el, cells, plots: []};
     this.rows.set(String(job.id), r);
     return r;
+  }
+
+  /** Compare mode: (de)select a job, at most opts.maxSelected; opts.onSelect(selected jobs) after each change. */
+  toggleSelected(job, box) {
+    const id = String(job.id);
+    if (box.checked && this.selected.size >= (this.opts.maxSelected || Infinity)) box.checked = false;
+    else if (box.checked) this.selected.set(id, job);
+    else this.selected.delete(id);
+    this.opts.onSelect?.([...this.selected.values()]);
+  }
+
+  clearSelected() {
+    this.selected.clear();
+    for (const box of this.el.querySelectorAll("[data-select-job]")) box.checked = false;
+    this.opts.onSelect?.([]);
   }
 
   /** A running job has no stored footprint yet: it is computed from its data so far, as the job view does. */

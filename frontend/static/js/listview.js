@@ -3,6 +3,7 @@
 
 import {filtersToURL, FilterBar, parseFilters, searchBox, toJobFilters} from "./filters.js";
 import {gql, loadInit} from "./gql.js";
+import {JobCompare, MAX_COMPARE} from "./jobcompare.js";
 import {DEFAULT_SORT, JobList, SORT_COLUMNS} from "./joblist.js";
 import {selectMetrics} from "./select.js";
 import {loadSettings} from "./settings.js";
@@ -54,6 +55,8 @@ export async function jobListView({fixedUser = null, onChange = null} = {}) {
     showFootprint: settings.get("jobList_showFootprint", filters.cluster),
     usePaging: settings.get("jobList_usePaging"),
     itemsPerPage: Number(settings.get("plot_list_jobsPerPage")) || 50,
+    maxSelected: MAX_COMPARE,
+    onSelect: (jobs) => compareUI.selected(jobs),
     onCount: (n) => { countEl.textContent = `${n} job${n === 1 ? "" : "s"}`; countEl.dataset.count = n; },
   });
 
@@ -112,9 +115,53 @@ export async function jobListView({fixedUser = null, onChange = null} = {}) {
   }}, "Metrics"));
 
   toolbar.append(refresher(() => reload()));
+  const compareUI = compareMode(toolbar, root, list, info);
 
   updateURL();
   const first = reload();
   const view = {info, settings, filters, list, jobFilters, bar, reload, changed, ready: first};
   return view;
+}
+
+/**
+ * The compare mode of the list (as cc-backend's): "Compare" shows a checkbox per row, "Compare N jobs" (2 to
+ * MAX_COMPARE selected) replaces the list by the comparison, "Back to list" returns to the list and its selection.
+ */
+function compareMode(toolbar, root, list, info) {
+  const view = h("div", {class: "job-compare", hidden: true, dataset: {jobCompare: ""}});
+  root.after(view);
+  const compare = new JobCompare(view, {info, metrics: () => list.metrics});
+  let chosen = [];
+  const go = h("button", {type: "button", class: "btn btn-primary", hidden: true, disabled: true, dataset: {compareGo: ""},
+    onclick: () => {
+      if (!view.hidden) return leave();
+      root.hidden = true;
+      view.hidden = false;
+      go.textContent = "Back to list";
+      toggle.disabled = true;
+      compare.show(chosen.map((j) => j.id), chosen);
+    }}, "Compare 0 jobs");
+  const leave = () => {
+    compare.destroy();
+    view.hidden = true;
+    view.replaceChildren();
+    root.hidden = false;
+    toggle.disabled = false;
+    selected(chosen);
+  };
+  const toggle = h("button", {type: "button", class: "btn", dataset: {compareMode: ""}, onclick: () => {
+    const on = !root.classList.contains("selecting");
+    root.classList.toggle("selecting", on);
+    toggle.textContent = on ? "Cancel compare" : "Compare";
+    go.hidden = !on;
+    if (!on) list.clearSelected();
+  }}, "Compare");
+  const selected = (jobs) => {
+    chosen = jobs;
+    go.textContent = `Compare ${jobs.length} job${jobs.length === 1 ? "" : "s"}`;
+    go.disabled = jobs.length < 2;
+    go.title = jobs.length >= MAX_COMPARE ? `At most ${MAX_COMPARE} jobs can be compared` : "Select at least two jobs";
+  };
+  toolbar.append(h("div", {class: "toolbar-group"}, toggle, go));
+  return {selected};
 }
