@@ -1,7 +1,7 @@
 """Progress of long CLI work: a bar with rate and ETA on a terminal, one summary line otherwise.
 
 Every long operation (init-db, import-job, migrate-db, sync-ldap, history generation,
-tagging, archive conversion) reports through the same callable, ``bar(done, total)``, so
+tagging, archive conversion, retention and compression) reports through the same callable, ``bar(done, total)``, so
 logs of cron jobs get one line per run and an operator at a terminal sees how long is left.
 """
 

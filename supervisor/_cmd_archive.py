@@ -155,6 +155,7 @@ def cmd_info(args) -> int:
 
 def cmd_retention(args) -> int:
     from cc.archive import retention
+    from cc.archive.dbsync import ProgressBar
     from cc.db import MigrationError, migrate
 
     cfg, archive = _source(args)
@@ -166,7 +167,7 @@ def cmd_retention(args) -> int:
         raise SystemExit(f"error: {cfg.db_path}: {e}") from None
     try:
         report = retention.run(cfg.archive.retention, archive, cfg.db_path, var_dir=cfg.var_dir,
-                               dry_run=args.dry_run)
+                               dry_run=args.dry_run, progress=None if args.dry_run else ProgressBar(sys.stderr))
     except (OSError, sqlite3.Error) as e:
         raise SystemExit(f"error: retention: {e}") from None
     print(report.summary())

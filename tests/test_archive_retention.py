@@ -189,3 +189,14 @@ def test_next_run_is_daily_at_the_policy_hour():
 def test_s3_store_class_is_used_for_s3_targets(tmp_path, s3):
     s = settings(tmp_path, s3, "move", target="s3")
     assert isinstance(target_of(s).store, S3Store)
+
+
+@pytest.mark.parametrize("policy,fmt,steps", [("move", "json", 12), ("move", "parquet", 12), ("delete", "json", 6)])
+def test_progress_counts_copies_and_deletions(tmp_path, s3, policy, fmt, steps):
+    """The CLI's progress bar: each of the 6 old jobs counts once per copy and once per deletion."""
+    archive, db, _ = setup(tmp_path)
+    calls = []
+    ret.run(settings(tmp_path, s3, policy, fmt=fmt), archive, db, var_dir=tmp_path, now=NOW,
+            progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (steps, steps)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and {t for _, t in calls} == {steps}

@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,11 @@ def target_archive(settings: RetentionSettings) -> JobArchive:
 
 
 def run(settings: RetentionSettings, archive: JobArchive, db_path: Path, *, var_dir: Path,
-        now: float | None = None, dry_run: bool = False) -> RetentionReport:
-    """One retention pass; never raises for a single bad job (it is reported and kept)."""
+        now: float | None = None, dry_run: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> RetentionReport:
+    """One retention pass; never raises for a single bad job (it is reported and kept).
+
+    ``progress(done, total)`` counts jobs copied and jobs deleted (a move counts each job twice)."""
     cutoff = int((time.time() if now is None else now) - settings.age_days * 86400)
     report = RetentionReport(policy=settings.policy, cutoff=cutoff, dry_run=dry_run)
     after = 0
@@ -151,6 +155,15 @@ def run(settings: RetentionSettings, archive: JobArchive, db_path: Path, *, var_
         after = _read_marker(marker)
     jobs = select_jobs(db_path, after, cutoff, settings.omit_tagged)
     report.selected = len(jobs)
+    steps = len(jobs) * (2 if settings.policy == "move" else 1)
+    done_steps = 0
+
+    def tick() -> None:
+        nonlocal done_steps
+        done_steps += 1
+        if progress is not None:
+            progress(done_steps, steps)
+
     if dry_run:
         present = [j for j in jobs if archive.exists(j[1], j[2], j[3])]
         if settings.policy != "delete":
@@ -161,7 +174,7 @@ def run(settings: RetentionSettings, archive: JobArchive, db_path: Path, *, var_
         return report
     done = jobs
     if settings.policy in ("move", "copy") and jobs:
-        done = _transfer(settings, archive, jobs, report)
+        done = _transfer(settings, archive, jobs, report, tick)
     if settings.policy in ("delete", "move"):
         for _, cluster, job_id, start in done:
             try:
@@ -169,11 +182,14 @@ def run(settings: RetentionSettings, archive: JobArchive, db_path: Path, *, var_
                     report.removed_archive += 1
             except (OSError, sqlite3.Error) as e:
                 report.errors.append(f"{archive.location(make_job_key(cluster, job_id, start))}: cannot delete: {e}")
+            tick()
         if settings.include_db and done:
             report.removed_db = _delete_from_db(db_path, [j[0] for j in done])
     if marker is not None and not report.errors:
         marker.parent.mkdir(parents=True, exist_ok=True)
         replace_atomically(marker, str(cutoff).encode())
+    if progress is not None and steps:
+        progress(steps, steps)  # jobs that failed to copy are not deleted: the bar still ends
     return report
 
 
@@ -191,13 +207,14 @@ def _delete_from_db(db_path: Path, ids: list[int]) -> int:
         conn.close()
 
 
-def _transfer(settings: RetentionSettings, archive: JobArchive, jobs: list, report: RetentionReport) -> list:
+def _transfer(settings: RetentionSettings, archive: JobArchive, jobs: list, report: RetentionReport,
+              tick: Callable[[], None]) -> list:
     """Copy the jobs to the target; returns those now safely there (only they may be deleted)."""
     target = target_archive(settings)
     try:
         if settings.format == "parquet":
-            return _to_parquet(settings, archive, target, jobs, report)
-        return _to_archive(archive, target, jobs, report)
+            return _to_parquet(settings, archive, target, jobs, report, tick)
+        return _to_archive(archive, target, jobs, report, tick)
     finally:
         target.close()
 
@@ -210,12 +227,14 @@ def _copy_clusters(archive: JobArchive, put, clusters: set[str], report: Retenti
             report.errors.append(f"{archive.location(name + '/cluster.json')}: missing, not copied")
 
 
-def _to_archive(archive: JobArchive, target: JobArchive, jobs: list, report: RetentionReport) -> list:
+def _to_archive(archive: JobArchive, target: JobArchive, jobs: list, report: RetentionReport,
+                tick: Callable[[], None]) -> list:
     if not target.store.exists("version.txt"):
         target.store.put("version.txt", archive.store.read("version.txt"))
     _copy_clusters(archive, target.put_cluster_config, {j[1] for j in jobs}, report)
     done = []
     for job in jobs:
+        tick()
         key = make_job_key(*job[1:])
         try:
             target.write_raw(key, archive.read_raw(key))
@@ -292,11 +311,12 @@ class _ParquetFiles:
 
 
 def _to_parquet(settings: RetentionSettings, archive: JobArchive, target: JobArchive, jobs: list,
-                report: RetentionReport) -> list:
+                report: RetentionReport, tick: Callable[[], None]) -> list:
     _copy_clusters(archive, target.put_cluster_config, {j[1] for j in jobs}, report)
     files = _ParquetFiles(target, settings.max_file_size_mb << 20, report)
     done = []
     for job in jobs:
+        tick()
         key = make_job_key(*job[1:])
         try:
             raw = archive.read_raw(key)
