@@ -1,8 +1,9 @@
 """Progress of long CLI work: a bar with rate and ETA on a terminal, one summary line otherwise.
 
 Every long operation (init-db, import-job, migrate-db, sync-ldap, history generation,
-tagging, archive conversion, retention and compression) reports through the same callable, ``bar(done, total)``, so
-logs of cron jobs get one line per run and an operator at a terminal sees how long is left.
+tagging, archive conversion, retention and compression) reports through the same callable,
+``bar(done, total)``, so logs of cron jobs get one line per run and an operator at a
+terminal sees how long is left.
 """
 
 from __future__ import annotations
