@@ -243,6 +243,10 @@ def test_route_answers(inst):
         assert r.status_code == 404 and "no subcluster" in r.text
         # the overview links to the list
         assert 'href="/monitoring/systems/list/c1"' in admin.get("/monitoring/systems/c1").text
+        # and the Nodes menu has each cluster's overview and list (for support and admins only)
+        nav = sup.get("/monitoring/jobs/").text
+        assert '<a href="/monitoring/systems/c1">c1</a><a href="/monitoring/systems/list/c1">c1 node list</a>' in nav
+        assert "/monitoring/systems/list/" not in alice.get("/monitoring/jobs/").text
     finally:
         for c in clients:
             c.close()

@@ -89,6 +89,7 @@ class NavItem:
     min_level: int
     per_cluster: bool = False
     titles: tuple[tuple[int, str], ...] = ()   # (level, title) overrides, highest matching level wins
+    also: tuple[tuple[str, str], ...] = ()     # per cluster, after its entry: (title suffix, href) more views
 
     def title_for(self, level: int) -> str:
         out = self.title
@@ -107,7 +108,8 @@ NAV = (
             titles=((LEVELS["manager"], "Managed Users"), (LEVELS["support"], "Users"))),
     NavItem("projects", "Projects", "/monitoring/projects/", LEVELS["manager"],
             titles=((LEVELS["manager"], "Managed Projects"), (LEVELS["support"], "Projects"))),
-    NavItem("nodes", "Nodes", "/monitoring/systems/{cluster}", LEVELS["support"], per_cluster=True),
+    NavItem("nodes", "Nodes", "/monitoring/systems/{cluster}", LEVELS["support"], per_cluster=True,
+            also=((" node list", "/monitoring/systems/list/{cluster}"),)),
     NavItem("analysis", "Analysis", "/monitoring/analysis/{cluster}", LEVELS["support"], per_cluster=True),
     NavItem("status", "Status", "/monitoring/status/{cluster}", LEVELS["admin"], per_cluster=True),
 )
@@ -122,7 +124,9 @@ def navigation(viewer: Viewer, active: str | None) -> list[dict[str, Any]]:
             continue
         entry: dict[str, Any] = {"key": item.key, "title": item.title_for(level), "active": item.key == active}
         if item.per_cluster:
-            entry["children"] = [{"title": c, "href": item.href.format(cluster=quote(c, safe=""))} for c in clusters]
+            entry["children"] = [
+                {"title": c + suffix, "href": href.format(cluster=quote(c, safe=""))}
+                for c in clusters for suffix, href in (("", item.href), *item.also)]
         else:
             entry["href"] = item.href.format(username=quote(viewer.username, safe=""))
         out.append(entry)
