@@ -10,15 +10,13 @@ us or ns).
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import trio
 
-from cc.agent.collectors._base import AgentConfigError
 from cc.agent.lineproto import parse_lines
+from cc.agent.natsopts import nats_settings, nats_subject
 from cc.agent.receivers._base import Emit, Receiver, port_option
-from cc.nats import NatsConfigError, NatsSettings, parse_servers
 
 
 class NatsReceiver(Receiver):
@@ -30,25 +28,8 @@ class NatsReceiver(Receiver):
         address = self._str(cfg, "address", "localhost") or "localhost"
         address = address.removeprefix("nats://")
         port = port_option(cfg, "port", "4222", self.where)
-        subject = cfg.get("subject", cfg.get("database"))
-        if not isinstance(subject, str) or not subject or " " in subject:
-            raise AgentConfigError(f"{self.where}.subject: the subject to subscribe to is required "
-                                   "(older configurations call it 'database')")
-        self.subject = subject
-        try:
-            servers = parse_servers(f"nats://{address}:{port}", f"{self.where}.address/port")
-        except NatsConfigError as e:
-            raise AgentConfigError(str(e)) from None
-        user, password = cfg.get("user") or None, cfg.get("password") or None
-        if bool(user) != bool(password):
-            raise AgentConfigError(f"{self.where}: user and password go together")
-        seed = None
-        if cfg.get("nkey_file"):
-            seed = Path(str(cfg["nkey_file"]))
-            if not seed.is_file():
-                raise AgentConfigError(f"{self.where}.nkey_file: {seed} does not exist")
-        self.settings = NatsSettings(servers, user if not seed else None, password if not seed else None,
-                                     None, seed, self.where)
+        self.subject = nats_subject(cfg, self.where, "subscribe to")
+        self.settings = nats_settings(cfg, self.where, address, port, "address")
 
     async def run(self, emit: Emit, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from cc.nats import NatsClient

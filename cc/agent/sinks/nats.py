@@ -23,8 +23,8 @@ from typing import Any
 import trio
 
 from cc.agent.collectors._base import AgentConfigError
+from cc.agent.natsopts import nats_settings, nats_subject
 from cc.agent.sinks._base import BufferedSink, duration_option
-from cc.nats import NatsConfigError, NatsSettings, parse_servers
 
 FLUSH_TIMEOUT = 5.0
 
@@ -40,27 +40,8 @@ class NatsSink(BufferedSink):
         if not isinstance(host, str) or not host:
             raise AgentConfigError(f"{self.where}.host: the NATS server's host name is required")
         port = str(cfg.get("port", "4222"))
-        subject = cfg.get("subject", cfg.get("database"))
-        if not isinstance(subject, str) or not subject or " " in subject:
-            raise AgentConfigError(f"{self.where}.subject: the subject to publish on is required "
-                                   "(upstream also calls it 'database')")
-        self.subject = subject
-        try:
-            servers = parse_servers(f"nats://{host}:{port}", f"{self.where}.host/port")
-        except NatsConfigError as e:
-            raise AgentConfigError(str(e)) from None
-        user, password = cfg.get("user") or None, cfg.get("password") or None
-        if bool(user) != bool(password):
-            raise AgentConfigError(f"{self.where}: user and password go together")
-        seed = None
-        if cfg.get("nkey_file"):
-            from pathlib import Path
-
-            seed = Path(str(cfg["nkey_file"]))
-            if not seed.is_file():
-                raise AgentConfigError(f"{self.where}.nkey_file: {seed} does not exist")
-        self.settings = NatsSettings(servers, user if not seed else None, password if not seed else None,
-                                     None, seed, self.where)
+        self.subject = nats_subject(cfg, self.where, "publish on")
+        self.settings = nats_settings(cfg, self.where, host, port, "host")
         self.flush_delay = duration_option(cfg, "flush_delay", "5s", self.where)
         self.retry_max_delay = duration_option(cfg, "retry_max_delay", "10s", self.where, 0.01)
         self._open_buffer(cfg, 5000)
